@@ -1,0 +1,207 @@
+//! The primary's table of server handles, keyed like Node's
+//! (`address:port:addressType:fd:index`): created on the first query for a
+//! key, closed when its last worker leaves.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use crate::protocol::{Family, Query, SockName};
+use crate::sockets;
+
+use super::round_robin::RoundRobin;
+use super::shared::Shared;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    /// Node's SCHED_NONE (1): the OS spreads connections over workers.
+    None,
+    /// Node's SCHED_RR (2): the primary accepts and hands out connections.
+    RoundRobin,
+}
+
+pub enum Kind {
+    RoundRobin(RoundRobin),
+    Shared(Shared),
+}
+
+pub struct Handle {
+    pub id: u32,
+    key: String,
+    pub kind: Kind,
+    pub workers: Vec<u32>,
+    pub data: serde_json::Value,
+    pub sockname: Option<SockName>,
+    /// A unix socket file this handle created, removed when it closes (as
+    /// libuv does for a pipe server it bound).
+    unlink: Option<PathBuf>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if let Some(p) = &self.unlink {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Binds the stream socket a query describes (TCP, unix path, or the primary's fd).
+pub fn bind_stream(q: &Query) -> io::Result<std::os::fd::OwnedFd> {
+    match q.family {
+        Family::Tcp4 | Family::Tcp6 => sockets::bind_tcp(q.address.as_deref(), q.port, q.flags),
+        Family::Pipe => {
+            let path = q.address.as_deref().ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+            sockets::bind_pipe(&shortest_path(path), q.readable_all, q.writable_all)
+        }
+        Family::Fd => sockets::dup_fd(q.fd),
+        Family::Udp4 | Family::Udp6 => Err(io::Error::from_raw_os_error(libc::EPROTOTYPE)),
+    }
+}
+
+/// sun_path holds ~100 bytes: use the path relative to our cwd when shorter,
+/// as Node's primary does.
+fn shortest_path(path: &str) -> String {
+    let Ok(cwd) = std::env::current_dir() else {
+        return path.to_string();
+    };
+    match Path::new(path).strip_prefix(&cwd) {
+        Ok(rel) if rel.as_os_str().len() < path.len() && !rel.as_os_str().is_empty() => {
+            rel.to_string_lossy().into_owned()
+        }
+        _ => path.to_string(),
+    }
+}
+
+#[derive(Default)]
+pub struct Handles {
+    by_key: HashMap<String, u32>,
+    pub map: HashMap<u32, Handle>,
+    next_id: u32,
+}
+
+impl Handles {
+    /// The handle for `q.key`, created (bound, and listening for round-robin)
+    /// on first use. On error nothing is stored, so another worker may retry.
+    pub fn get_or_create(&mut self, q: &Query, policy: Policy) -> io::Result<&mut Handle> {
+        if let Some(id) = self.by_key.get(&q.key) {
+            return Ok(self.map.get_mut(id).expect("key table and handle map agree"));
+        }
+        let round_robin = policy == Policy::RoundRobin && !q.family.is_udp();
+        let (kind, sockname) = if round_robin {
+            let fd = bind_stream(q)?;
+            sockets::start_listening(fd.as_fd(), q.backlog)?;
+            sockets::prepare_accept(&fd)?;
+            let name = sockets::sockname(fd.as_fd())?;
+            (Kind::RoundRobin(RoundRobin::new(fd)), name)
+        } else {
+            let shared = Shared::bind(q)?;
+            let name = sockets::sockname(shared.fd.as_fd())?;
+            (Kind::Shared(shared), name)
+        };
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        let id = self.next_id;
+        let unlink = (q.family == Family::Pipe).then(|| PathBuf::from(q.address.clone().unwrap_or_default()));
+        let handle = Handle {
+            id,
+            key: q.key.clone(),
+            kind,
+            workers: Vec::new(),
+            data: serde_json::Value::Null,
+            sockname,
+            unlink,
+        };
+        self.by_key.insert(q.key.clone(), id);
+        Ok(self.map.entry(id).or_insert(handle))
+    }
+
+    /// Takes `worker` off handle `id`. Returns the handle if that was its last
+    /// worker: the caller drops it, which closes the socket and any queued
+    /// connections.
+    pub fn leave(&mut self, id: u32, worker: u32) -> Option<Handle> {
+        let h = self.map.get_mut(&id)?;
+        h.workers.retain(|&w| w != worker);
+        if !h.workers.is_empty() {
+            return None;
+        }
+        let h = self.map.remove(&id)?;
+        self.by_key.remove(&h.key);
+        Some(h)
+    }
+
+    pub fn ids_of(&self, worker: u32) -> Vec<u32> {
+        self.map
+            .values()
+            .filter(|h| h.workers.contains(&worker))
+            .map(|h| h.id)
+            .collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(key: &str, port: i32) -> Query {
+        Query {
+            seq: 1,
+            key: key.into(),
+            family: Family::Tcp4,
+            address: Some("127.0.0.1".into()),
+            port,
+            fd: -1,
+            flags: 0,
+            backlog: 0,
+            readable_all: false,
+            writable_all: false,
+            data: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn same_key_same_handle_and_last_leave_closes() {
+        let mut t = Handles::default();
+        let a = {
+            let h = t.get_or_create(&q("k", 0), Policy::RoundRobin).unwrap();
+            h.workers.push(1);
+            h.id
+        };
+        let b = {
+            let h = t.get_or_create(&q("k", 0), Policy::RoundRobin).unwrap();
+            h.workers.push(2);
+            h.id
+        };
+        assert_eq!(a, b);
+        assert!(t.leave(a, 1).is_none());
+        assert_eq!(t.ids_of(2), vec![a]);
+        assert!(t.leave(a, 2).is_some());
+        assert!(t.is_empty());
+        let c = t.get_or_create(&q("k", 0), Policy::RoundRobin).unwrap().id;
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn failed_bind_stores_nothing() {
+        let mut t = Handles::default();
+        let port = {
+            let h = t.get_or_create(&q("a", 0), Policy::RoundRobin).unwrap();
+            h.sockname.as_ref().unwrap().port as i32
+        };
+        let err = t.get_or_create(&q("b", port), Policy::RoundRobin).err().unwrap();
+        assert_eq!(err.raw_os_error(), Some(libc::EADDRINUSE));
+        assert_eq!(t.map.len(), 1);
+    }
+
+    #[test]
+    fn udp_is_always_shared() {
+        let mut t = Handles::default();
+        let mut query = q("u", 0);
+        query.family = Family::Udp4;
+        let h = t.get_or_create(&query, Policy::RoundRobin).unwrap();
+        assert!(matches!(h.kind, Kind::Shared(_)));
+    }
+}

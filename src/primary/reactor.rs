@@ -1,0 +1,420 @@
+//! The primary's event loop, on its own thread: it accepts on round-robin
+//! listeners, hands connections to workers, reads their acknowledgements and
+//! answers their server queries. Nothing here touches JavaScript; the primary's
+//! JS thread only sends commands (worker added, disconnecting, exited) and
+//! hears about misbehaving workers.
+//!
+//! `poll(2)` rather than epoll: the set is a handful of fds (workers plus
+//! listeners), it is rebuilt cheaply each round, and it compiles everywhere.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::channel::{Channel, Received};
+use crate::error::{uv_errno, Error, ProtocolError};
+use crate::protocol::{encode_reply, Ack, Frame, Query, Reply, VERSION};
+
+use super::handles::{Handles, Kind};
+use super::link::{Flushed, InFlight, Link};
+use super::round_robin::{Accepted, Queued};
+use super::{Command, Config, Event, EventSink, Inbox};
+
+/// How long accepting pauses after the process ran out of fds.
+const OUT_OF_FDS_PAUSE: Duration = Duration::from_millis(20);
+
+enum Target {
+    Wake,
+    Listener(u32),
+    Link(u32),
+}
+
+pub struct Reactor {
+    config: Config,
+    handles: Handles,
+    links: HashMap<u32, Link>,
+    next_seq: u32,
+    sink: EventSink,
+    inbox: Arc<Inbox>,
+    wake_rx: UnixStream,
+    scratch: Vec<u8>,
+    fd_scratch: Vec<i32>,
+    touched: Vec<u32>,
+}
+
+impl Reactor {
+    pub fn new(config: Config, sink: EventSink, inbox: Arc<Inbox>, wake_rx: UnixStream) -> Reactor {
+        Reactor {
+            config,
+            handles: Handles::default(),
+            links: HashMap::new(),
+            next_seq: 0,
+            sink,
+            inbox,
+            wake_rx,
+            scratch: Vec::with_capacity(4096),
+            fd_scratch: Vec::with_capacity(crate::protocol::MAX_BATCH),
+            touched: Vec::new(),
+        }
+    }
+
+    pub fn run(mut self) {
+        let mut targets: Vec<Target> = Vec::new();
+        let mut pollfds: Vec<libc::pollfd> = Vec::new();
+        loop {
+            let timeout = self.build_poll_set(&mut targets, &mut pollfds);
+            let n = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout) };
+            if n < 0 {
+                if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return;
+            }
+            for (t, p) in targets.iter().zip(pollfds.iter()) {
+                if p.revents == 0 {
+                    continue;
+                }
+                match *t {
+                    Target::Wake => {
+                        if !self.take_commands() {
+                            return;
+                        }
+                    }
+                    Target::Listener(id) => self.dispatch(id),
+                    Target::Link(id) => {
+                        if p.revents & libc::POLLOUT != 0 {
+                            self.flush_link(id);
+                        }
+                        if p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+                            self.read_link(id);
+                        }
+                    }
+                }
+            }
+            self.dispatch_queued();
+        }
+    }
+
+    /// Listeners are polled only while some worker has room, so a full
+    /// window leaves connections in the kernel backlog instead of in memory.
+    fn build_poll_set(&self, targets: &mut Vec<Target>, pollfds: &mut Vec<libc::pollfd>) -> i32 {
+        targets.clear();
+        pollfds.clear();
+        let pollfd = |fd: i32, events: i16| libc::pollfd { fd, events, revents: 0 };
+        targets.push(Target::Wake);
+        pollfds.push(pollfd(self.wake_rx.as_raw_fd(), libc::POLLIN));
+        let now = Instant::now();
+        let mut timeout: i32 = -1;
+        for h in self.handles.map.values() {
+            let Kind::RoundRobin(rr) = &h.kind else { continue };
+            if let Some(until) = rr.paused_until {
+                if until > now {
+                    let ms = (until - now).as_millis() as i32 + 1;
+                    timeout = if timeout < 0 { ms } else { timeout.min(ms) };
+                    continue;
+                }
+            }
+            if rr.queue.is_empty() && self.any_room(&h.workers) {
+                targets.push(Target::Listener(h.id));
+                pollfds.push(pollfd(rr.listener_fd().as_raw_fd(), libc::POLLIN));
+            }
+        }
+        for (&id, link) in &self.links {
+            let events = if link.wants_write() { libc::POLLIN | libc::POLLOUT } else { libc::POLLIN };
+            targets.push(Target::Link(id));
+            pollfds.push(pollfd(link.chan.raw(), events));
+        }
+        timeout
+    }
+
+    fn any_room(&self, workers: &[u32]) -> bool {
+        workers
+            .iter()
+            .any(|w| self.links.get(w).is_some_and(|l| l.has_room(self.config.window)))
+    }
+
+    /// Returns false on shutdown.
+    fn take_commands(&mut self) -> bool {
+        let mut buf = [0u8; 64];
+        while matches!(self.wake_rx.read(&mut buf), Ok(n) if n > 0) {}
+        let commands = std::mem::take(&mut *self.inbox.commands.lock().unwrap_or_else(|p| p.into_inner()));
+        for c in commands {
+            match c {
+                Command::AddWorker { id, fd } => match Channel::new(fd) {
+                    Ok(chan) => {
+                        self.links.insert(id, Link::new(chan));
+                    }
+                    Err(e) => (self.sink)(Event::WorkerError { id, error: e.into() }),
+                },
+                Command::StopRouting { id } => self.stop_routing(id),
+                Command::WorkerExited { id } => {
+                    self.read_link(id);
+                    self.drop_link(id);
+                }
+                Command::SetWindow { window } => self.config.window = window.max(1),
+                Command::Shutdown => return false,
+            }
+        }
+        true
+    }
+
+    fn read_link(&mut self, id: u32) {
+        let result = self.read_frames(id);
+        match result {
+            Ok(true) => {}
+            Ok(false) => self.drop_link(id),
+            Err(error) => {
+                (self.sink)(Event::WorkerError { id, error });
+                self.drop_link(id);
+            }
+        }
+    }
+
+    /// Reads and handles every frame available. `Ok(false)` on end of stream.
+    fn read_frames(&mut self, id: u32) -> Result<bool, Error> {
+        loop {
+            let Some(link) = self.links.get_mut(&id) else {
+                return Ok(true);
+            };
+            let outcome = link.chan.recv(&mut link.dec)?;
+            loop {
+                let Some(link) = self.links.get_mut(&id) else {
+                    return Ok(true);
+                };
+                let Some(frame) = link.dec.next_frame()? else { break };
+                self.on_frame(id, frame)?;
+            }
+            match outcome {
+                Received::Data => continue,
+                Received::WouldBlock => return Ok(true),
+                Received::Eof => return Ok(false),
+            }
+        }
+    }
+
+    fn on_frame(&mut self, id: u32, frame: Frame) -> Result<(), Error> {
+        let link = self.links.get_mut(&id).ok_or(Error::Closed)?;
+        if !link.greeted {
+            return match frame {
+                Frame::Hello { version } if version == VERSION => {
+                    link.greeted = true;
+                    Ok(())
+                }
+                Frame::Hello { version } => Err(ProtocolError::Version(version).into()),
+                _ => Err(ProtocolError::WrongDirection.into()),
+            };
+        }
+        match frame {
+            Frame::Query(q) => self.on_query(id, q),
+            Frame::Ack(acks) => self.on_acks(id, &acks),
+            Frame::Close { handle } => {
+                self.handles.leave(handle, id);
+                Ok(())
+            }
+            Frame::Hello { .. } | Frame::Reply { .. } | Frame::NewConn(_) => Err(ProtocolError::WrongDirection.into()),
+        }
+    }
+
+    fn on_query(&mut self, id: u32, q: Query) -> Result<(), Error> {
+        let link = self.links.get_mut(&id).ok_or(Error::Closed)?;
+        // A disconnecting worker gets no new servers (Node ignores its query too).
+        if !link.routing {
+            return Ok(());
+        }
+        let (reply, fd) = match self.handles.get_or_create(&q, self.config.policy) {
+            Err(e) => (
+                Reply {
+                    seq: q.seq,
+                    errno: uv_errno(&e),
+                    handle: 0,
+                    shared: false,
+                    sockname: None,
+                    data: serde_json::Value::Null,
+                },
+                None,
+            ),
+            Ok(h) => {
+                if !h.workers.contains(&id) {
+                    h.workers.push(id);
+                }
+                if h.data.is_null() {
+                    h.data = q.data;
+                }
+                let fd = match &h.kind {
+                    Kind::Shared(s) => Some(s.dup_for_reply()?),
+                    Kind::RoundRobin(_) => None,
+                };
+                let reply = Reply {
+                    seq: q.seq,
+                    errno: 0,
+                    handle: h.id,
+                    shared: fd.is_some(),
+                    sockname: h.sockname.clone(),
+                    data: h.data.clone(),
+                };
+                (reply, fd)
+            }
+        };
+        let mut bytes = Vec::new();
+        encode_reply(&mut bytes, &reply);
+        link.send_control(bytes, fd)?;
+        Ok(())
+    }
+
+    fn on_acks(&mut self, id: u32, acks: &[Ack]) -> Result<(), Error> {
+        for a in acks {
+            let link = self.links.get_mut(&id).ok_or(Error::Closed)?;
+            let inflight = link
+                .inflight
+                .remove(&a.seq)
+                .ok_or(ProtocolError::BadBody("ack for a connection never sent"))?;
+            if !a.accepted {
+                let mut refused_by = inflight.refused_by;
+                refused_by.push(id);
+                self.requeue(inflight.handle, Queued { fd: inflight.fd, refused_by });
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts a connection back on its handle's queue; dropped (closed) if the
+    /// handle is gone.
+    fn requeue(&mut self, handle: u32, q: Queued) {
+        if let Some(h) = self.handles.map.get_mut(&handle) {
+            if let Kind::RoundRobin(rr) = &mut h.kind {
+                rr.queue.push_back(q);
+            }
+        }
+    }
+
+    fn stop_routing(&mut self, id: u32) {
+        let Some(link) = self.links.get_mut(&id) else { return };
+        link.routing = false;
+        for h in self.handles.ids_of(id) {
+            self.handles.leave(h, id);
+        }
+    }
+
+    /// The worker is gone: every connection it had not acknowledged goes to
+    /// another worker of the same server, or is closed if none is left.
+    fn drop_link(&mut self, id: u32) {
+        for h in self.handles.ids_of(id) {
+            self.handles.leave(h, id);
+        }
+        let Some(link) = self.links.remove(&id) else { return };
+        for (_, inflight) in link.inflight {
+            self.requeue(inflight.handle, Queued {
+                fd: inflight.fd,
+                refused_by: inflight.refused_by,
+            });
+        }
+    }
+
+    fn flush_link(&mut self, id: u32) {
+        let Some(link) = self.links.get_mut(&id) else { return };
+        if let Err(error) = link.flush_out() {
+            self.fail_link(id, error);
+        }
+    }
+
+    fn fail_link(&mut self, id: u32, error: io::Error) {
+        // A write error means the worker's end is gone: the same as its exit.
+        if !matches!(error.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) {
+            (self.sink)(Event::WorkerError { id, error: error.into() });
+        }
+        self.drop_link(id);
+    }
+
+    fn dispatch_queued(&mut self) {
+        let queued: Vec<u32> = self
+            .handles
+            .map
+            .values()
+            .filter(|h| matches!(&h.kind, Kind::RoundRobin(rr) if !rr.queue.is_empty()))
+            .map(|h| h.id)
+            .collect();
+        for id in queued {
+            self.dispatch(id);
+        }
+    }
+
+    /// Hands out queued connections, then accepts new ones while some worker
+    /// has room, and sends each worker its batch in one `sendmsg`.
+    fn dispatch(&mut self, id: u32) {
+        let window = self.config.window;
+        let Some(h) = self.handles.map.get_mut(&id) else { return };
+        let Kind::RoundRobin(rr) = &mut h.kind else { return };
+        let links = &mut self.links;
+        let touched = &mut self.touched;
+        let mut assign = |links: &mut HashMap<u32, Link>, w: u32, fd, refused_by, seq: &mut u32| {
+            *seq = seq.wrapping_add(1);
+            let link = links.get_mut(&w).expect("picked workers have links");
+            link.inflight.insert(*seq, InFlight { handle: id, fd, refused_by });
+            link.batch.push(crate::protocol::Conn { handle: id, seq: *seq });
+            if !touched.contains(&w) {
+                touched.push(w);
+            }
+        };
+        while let Some(q) = rr.queue.pop_front() {
+            if h.workers.iter().all(|w| q.refused_by.contains(w)) {
+                continue;
+            }
+            let pick = rr.pick(&h.workers, |w| {
+                !q.refused_by.contains(&w) && links.get(&w).is_some_and(|l| l.has_room(window))
+            });
+            let Some(w) = pick else {
+                rr.queue.push_front(q);
+                break;
+            };
+            assign(links, w, q.fd, q.refused_by, &mut self.next_seq);
+        }
+        if rr.queue.is_empty() && rr.paused_until.is_none_or(|t| t <= Instant::now()) {
+            rr.paused_until = None;
+            while h.workers.iter().any(|w| links.get(w).is_some_and(|l| l.has_room(window))) {
+                match rr.accept() {
+                    Ok(Accepted::Conn(fd)) => {
+                        let w = rr
+                            .pick(&h.workers, |w| links.get(&w).is_some_and(|l| l.has_room(window)))
+                            .expect("a worker with room exists");
+                        assign(links, w, fd, Vec::new(), &mut self.next_seq);
+                    }
+                    Ok(Accepted::Drained) => break,
+                    Ok(Accepted::OutOfFds) => {
+                        rr.paused_until = Some(Instant::now() + OUT_OF_FDS_PAUSE);
+                        break;
+                    }
+                    Err(_) => {
+                        // The listener itself failed (closed under us): pause rather than spin.
+                        rr.paused_until = Some(Instant::now() + OUT_OF_FDS_PAUSE);
+                        break;
+                    }
+                }
+            }
+        }
+        self.flush_touched();
+    }
+
+    fn flush_touched(&mut self) {
+        let touched = std::mem::take(&mut self.touched);
+        for &w in &touched {
+            let Some(link) = self.links.get_mut(&w) else { continue };
+            match link.flush_batch(&mut self.scratch, &mut self.fd_scratch) {
+                Ok(Flushed::All) => {}
+                Ok(Flushed::Blocked(back)) => {
+                    for (c, inflight) in back {
+                        self.requeue(c.handle, Queued {
+                            fd: inflight.fd,
+                            refused_by: inflight.refused_by,
+                        });
+                    }
+                }
+                Err(e) => self.fail_link(w, e),
+            }
+        }
+        self.touched = touched;
+        self.touched.clear();
+    }
+}
