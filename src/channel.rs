@@ -144,7 +144,10 @@ impl Channel {
                     let mut fds = Vec::new();
                     for c in msg.cmsgs().map_err(io::Error::from)? {
                         if let ControlMessageOwned::ScmRights(list) = c {
-                            fds.extend(list.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                            fds.extend(
+                                list.into_iter()
+                                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                            );
                         }
                     }
                     let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
@@ -158,7 +161,10 @@ impl Channel {
             }
         }
         if truncated {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "control message truncated"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "control message truncated",
+            ));
         }
         if bytes == 0 && fds.is_empty() {
             return Ok(Received::Eof);
@@ -202,7 +208,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(dec.next_frame().unwrap(), Some(Frame::Close { handle: 3 })));
+        assert!(matches!(
+            dec.next_frame().unwrap(),
+            Some(Frame::Close { handle: 3 })
+        ));
         assert!(matches!(b.recv(&mut dec).unwrap(), Received::WouldBlock));
         drop(a);
         assert!(matches!(b.recv(&mut dec).unwrap(), Received::Eof));

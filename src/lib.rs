@@ -3,8 +3,10 @@
 //! `primary`) is plain Rust with no N-API in it; `binding` is the thin layer
 //! JavaScript sees, and `worker::receiver` is the one place that uses libuv.
 
+pub mod binding;
 pub mod channel;
 pub mod error;
 pub mod primary;
 pub mod protocol;
 pub mod sockets;
+pub mod worker;

@@ -266,7 +266,7 @@ impl Decoder {
                 Ok(Frame::Reply { reply, fd })
             }
             Kind::NewConn => {
-                if body.is_empty() || body.len() % 8 != 0 || body.len() / 8 > MAX_BATCH {
+                if body.is_empty() || !body.len().is_multiple_of(8) || body.len() / 8 > MAX_BATCH {
                     return Err(ProtocolError::BadBody("newconn"));
                 }
                 let n = body.len() / 8;
@@ -278,7 +278,7 @@ impl Decoder {
                 Ok(Frame::NewConn(conns.zip(fds).collect()))
             }
             Kind::Ack => {
-                if body.is_empty() || body.len() % 5 != 0 {
+                if body.is_empty() || !body.len().is_multiple_of(5) {
                     return Err(ProtocolError::BadBody("ack"));
                 }
                 let acks = body.chunks_exact(5).map(|c| Ack {
@@ -330,12 +330,31 @@ mod tests {
         let mut out = Vec::new();
         encode_hello(&mut out);
         encode_query(&mut out, &query());
-        encode_new_conns(&mut out, &[Conn { handle: 1, seq: 2 }, Conn { handle: 1, seq: 3 }]);
-        encode_acks(&mut out, [Ack { seq: 2, accepted: true }, Ack { seq: 3, accepted: false }].into_iter());
+        encode_new_conns(
+            &mut out,
+            &[Conn { handle: 1, seq: 2 }, Conn { handle: 1, seq: 3 }],
+        );
+        encode_acks(
+            &mut out,
+            [
+                Ack {
+                    seq: 2,
+                    accepted: true,
+                },
+                Ack {
+                    seq: 3,
+                    accepted: false,
+                },
+            ]
+            .into_iter(),
+        );
         encode_close(&mut out, 9);
         let mut d = Decoder::default();
         d.push(&out, [fd(), fd()]);
-        assert!(matches!(d.next_frame().unwrap(), Some(Frame::Hello { version: VERSION })));
+        assert!(matches!(
+            d.next_frame().unwrap(),
+            Some(Frame::Hello { version: VERSION })
+        ));
         match d.next_frame().unwrap() {
             Some(Frame::Query(q)) => assert_eq!(q, query()),
             other => panic!("{other:?}"),
@@ -348,10 +367,19 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match d.next_frame().unwrap() {
-            Some(Frame::Ack(a)) => assert_eq!(a[1], Ack { seq: 3, accepted: false }),
+            Some(Frame::Ack(a)) => assert_eq!(
+                a[1],
+                Ack {
+                    seq: 3,
+                    accepted: false
+                }
+            ),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(d.next_frame().unwrap(), Some(Frame::Close { handle: 9 })));
+        assert!(matches!(
+            d.next_frame().unwrap(),
+            Some(Frame::Close { handle: 9 })
+        ));
         assert!(d.next_frame().unwrap().is_none());
     }
 
@@ -388,7 +416,10 @@ mod tests {
         let mut d = Decoder::default();
         d.push(&out, [f]);
         match d.next_frame().unwrap() {
-            Some(Frame::Reply { reply: r, fd: Some(got) }) => {
+            Some(Frame::Reply {
+                reply: r,
+                fd: Some(got),
+            }) => {
                 assert_eq!(r, reply);
                 assert_eq!(got.as_raw_fd(), raw);
             }
@@ -415,7 +446,10 @@ mod tests {
                 Ok(None) => None,
                 Err(e) => Some(Err(e)),
             });
-            assert!(outcome.into_iter().any(|r| r.is_err()), "accepted {bytes:?}");
+            assert!(
+                outcome.into_iter().any(|r| r.is_err()),
+                "accepted {bytes:?}"
+            );
         }
     }
 }

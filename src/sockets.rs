@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{
-    bind, getsockname, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
-    SockaddrLike, SockaddrStorage, UnixAddr,
+    bind, getsockname, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag,
+    SockType, SockaddrLike, SockaddrStorage, UnixAddr,
 };
 
 use crate::protocol::{Family, SockName};
@@ -32,7 +32,11 @@ fn new_socket(af: AddressFamily, ty: SockType) -> io::Result<OwnedFd> {
 }
 
 fn ip_socket(ip: IpAddr, port: u16, ty: SockType, flags: u32, reuse: bool) -> io::Result<OwnedFd> {
-    let af = if ip.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    let af = if ip.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
     let fd = new_socket(af, ty)?;
     if reuse {
         setsockopt(&fd, sockopt::ReuseAddr, &true)?;
@@ -61,18 +65,43 @@ pub fn bind_tcp(address: Option<&str>, port: i32, flags: u32) -> io::Result<Owne
     let port = port_u16(port)?;
     match address {
         Some(a) => ip_socket(parse_ip(a)?, port, SockType::Stream, flags, true),
-        None => ip_socket(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port, SockType::Stream, flags, true)
-            .or_else(|_| ip_socket(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port, SockType::Stream, flags, true)),
+        None => ip_socket(
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            port,
+            SockType::Stream,
+            flags,
+            true,
+        )
+        .or_else(|_| {
+            ip_socket(
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                port,
+                SockType::Stream,
+                flags,
+                true,
+            )
+        }),
     }
 }
 
-pub fn bind_udp(address: Option<&str>, port: i32, family: Family, flags: u32) -> io::Result<OwnedFd> {
+pub fn bind_udp(
+    address: Option<&str>,
+    port: i32,
+    family: Family,
+    flags: u32,
+) -> io::Result<OwnedFd> {
     let ip = match (address, family) {
         (Some(a), _) => parse_ip(a)?,
         (None, Family::Udp6) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         (None, _) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     };
-    ip_socket(ip, port_u16(port)?, SockType::Datagram, flags, flags & FLAG_REUSEADDR != 0)
+    ip_socket(
+        ip,
+        port_u16(port)?,
+        SockType::Datagram,
+        flags,
+        flags & FLAG_REUSEADDR != 0,
+    )
 }
 
 /// Binds a unix stream socket at `path`, chmod'ed like libuv's `uv_pipe_chmod`.
@@ -119,30 +148,17 @@ pub fn start_listening(fd: BorrowedFd, backlog: i32) -> io::Result<()> {
 /// sockets that are not IP (unix paths report their path instead).
 pub fn sockname(fd: BorrowedFd) -> io::Result<Option<SockName>> {
     let ss: SockaddrStorage = getsockname(fd.as_raw_fd())?;
-    let name = if let Some(v4) = ss.as_sockaddr_in() {
-        Some(SockName {
-            address: v4.ip().to_string(),
-            family: "IPv4".into(),
-            port: v4.port(),
-        })
-    } else if let Some(v6) = ss.as_sockaddr_in6() {
-        Some(SockName {
-            address: v6.ip().to_string(),
-            family: "IPv6".into(),
-            port: v6.port(),
-        })
-    } else {
-        None
+    let name = |address: String, family: &str, port| SockName {
+        address,
+        family: family.into(),
+        port,
     };
-    Ok(name)
-}
-
-/// Whether `fd` is a unix-domain socket (for `{ fd }` listens, whose kind the
-/// worker learns from the primary).
-pub fn is_unix(fd: BorrowedFd) -> bool {
-    getsockname::<SockaddrStorage>(fd.as_raw_fd())
-        .map(|ss| ss.family() == Some(AddressFamily::Unix))
-        .unwrap_or(false)
+    if let Some(v4) = ss.as_sockaddr_in() {
+        return Ok(Some(name(v4.ip().to_string(), "IPv4", v4.port())));
+    }
+    Ok(ss
+        .as_sockaddr_in6()
+        .map(|v6| name(v6.ip().to_string(), "IPv6", v6.port())))
 }
 
 /// A fresh unbound socket; the worker's shim wraps one once to learn Node's
@@ -201,7 +217,8 @@ mod tests {
     #[test]
     fn pipe_chmod_adds_bits() {
         use std::os::unix::fs::PermissionsExt;
-        let path = std::env::temp_dir().join(format!("rs-cluster-test-{}.sock", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("rs-cluster-test-{}.sock", std::process::id()));
         let p = path.to_str().unwrap();
         let _ = std::fs::remove_file(p);
         let _fd = bind_pipe(p, true, true).unwrap();

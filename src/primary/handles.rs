@@ -51,7 +51,10 @@ pub fn bind_stream(q: &Query) -> io::Result<std::os::fd::OwnedFd> {
     match q.family {
         Family::Tcp4 | Family::Tcp6 => sockets::bind_tcp(q.address.as_deref(), q.port, q.flags),
         Family::Pipe => {
-            let path = q.address.as_deref().ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+            let path = q
+                .address
+                .as_deref()
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
             sockets::bind_pipe(&shortest_path(path), q.readable_all, q.writable_all)
         }
         Family::Fd => sockets::dup_fd(q.fd),
@@ -85,7 +88,10 @@ impl Handles {
     /// on first use. On error nothing is stored, so another worker may retry.
     pub fn get_or_create(&mut self, q: &Query, policy: Policy) -> io::Result<&mut Handle> {
         if let Some(id) = self.by_key.get(&q.key) {
-            return Ok(self.map.get_mut(id).expect("key table and handle map agree"));
+            return Ok(self
+                .map
+                .get_mut(id)
+                .expect("key table and handle map agree"));
         }
         let round_robin = policy == Policy::RoundRobin && !q.family.is_udp();
         let (kind, sockname) = if round_robin {
@@ -101,7 +107,8 @@ impl Handles {
         };
         self.next_id = self.next_id.wrapping_add(1).max(1);
         let id = self.next_id;
-        let unlink = (q.family == Family::Pipe).then(|| PathBuf::from(q.address.clone().unwrap_or_default()));
+        let unlink = (q.family == Family::Pipe)
+            .then(|| PathBuf::from(q.address.clone().unwrap_or_default()));
         let handle = Handle {
             id,
             key: q.key.clone(),
@@ -137,6 +144,7 @@ impl Handles {
             .collect()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
@@ -191,7 +199,10 @@ mod tests {
             let h = t.get_or_create(&q("a", 0), Policy::RoundRobin).unwrap();
             h.sockname.as_ref().unwrap().port as i32
         };
-        let err = t.get_or_create(&q("b", port), Policy::RoundRobin).err().unwrap();
+        let err = t
+            .get_or_create(&q("b", port), Policy::RoundRobin)
+            .err()
+            .unwrap();
         assert_eq!(err.raw_os_error(), Some(libc::EADDRINUSE));
         assert_eq!(t.map.len(), 1);
     }

@@ -99,7 +99,11 @@ impl Link {
     }
 
     /// Sends this round's conns, `MAX_BATCH` per `sendmsg`.
-    pub fn flush_batch(&mut self, scratch: &mut Vec<u8>, fds: &mut Vec<i32>) -> io::Result<Flushed> {
+    pub fn flush_batch(
+        &mut self,
+        scratch: &mut Vec<u8>,
+        fds: &mut Vec<i32>,
+    ) -> io::Result<Flushed> {
         while !self.batch.is_empty() {
             if self.wants_write() {
                 return Ok(Flushed::Blocked(self.take_back_batch()));
@@ -108,7 +112,11 @@ impl Link {
             scratch.clear();
             fds.clear();
             encode_new_conns(scratch, &self.batch[..n]);
-            fds.extend(self.batch[..n].iter().map(|c| self.inflight[&c.seq].fd.as_raw_fd()));
+            fds.extend(
+                self.batch[..n]
+                    .iter()
+                    .map(|c| self.inflight[&c.seq].fd.as_raw_fd()),
+            );
             match self.chan.send(scratch, fds) {
                 Ok(sent) => {
                     self.unsent.extend_from_slice(&scratch[sent..]);

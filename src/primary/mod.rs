@@ -31,12 +31,21 @@ pub struct Config {
 }
 
 pub enum Command {
-    AddWorker { id: u32, fd: OwnedFd },
+    AddWorker {
+        id: u32,
+        fd: OwnedFd,
+    },
     /// The worker is disconnecting: no new connections or servers for it.
-    StopRouting { id: u32 },
+    StopRouting {
+        id: u32,
+    },
     /// The worker process is gone: read what it left, then re-route the rest.
-    WorkerExited { id: u32 },
-    SetWindow { window: usize },
+    WorkerExited {
+        id: u32,
+    },
+    SetWindow {
+        window: usize,
+    },
     Shutdown,
 }
 
@@ -78,7 +87,11 @@ impl Primary {
     }
 
     pub fn send(&self, c: Command) {
-        self.inbox.commands.lock().unwrap_or_else(|p| p.into_inner()).push(c);
+        self.inbox
+            .commands
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(c);
         // A full wake socket already has a wakeup pending: nothing is lost.
         let _ = (&self.wake_tx).write(&[1]);
     }

@@ -66,7 +66,8 @@ impl Reactor {
         let mut pollfds: Vec<libc::pollfd> = Vec::new();
         loop {
             let timeout = self.build_poll_set(&mut targets, &mut pollfds);
-            let n = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout) };
+            let n =
+                unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout) };
             if n < 0 {
                 if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                     continue;
@@ -103,13 +104,19 @@ impl Reactor {
     fn build_poll_set(&self, targets: &mut Vec<Target>, pollfds: &mut Vec<libc::pollfd>) -> i32 {
         targets.clear();
         pollfds.clear();
-        let pollfd = |fd: i32, events: i16| libc::pollfd { fd, events, revents: 0 };
+        let pollfd = |fd: i32, events: i16| libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
         targets.push(Target::Wake);
         pollfds.push(pollfd(self.wake_rx.as_raw_fd(), libc::POLLIN));
         let now = Instant::now();
         let mut timeout: i32 = -1;
         for h in self.handles.map.values() {
-            let Kind::RoundRobin(rr) = &h.kind else { continue };
+            let Kind::RoundRobin(rr) = &h.kind else {
+                continue;
+            };
             if let Some(until) = rr.paused_until {
                 if until > now {
                     let ms = (until - now).as_millis() as i32 + 1;
@@ -123,7 +130,11 @@ impl Reactor {
             }
         }
         for (&id, link) in &self.links {
-            let events = if link.wants_write() { libc::POLLIN | libc::POLLOUT } else { libc::POLLIN };
+            let events = if link.wants_write() {
+                libc::POLLIN | libc::POLLOUT
+            } else {
+                libc::POLLIN
+            };
             targets.push(Target::Link(id));
             pollfds.push(pollfd(link.chan.raw(), events));
         }
@@ -131,23 +142,34 @@ impl Reactor {
     }
 
     fn any_room(&self, workers: &[u32]) -> bool {
-        workers
-            .iter()
-            .any(|w| self.links.get(w).is_some_and(|l| l.has_room(self.config.window)))
+        workers.iter().any(|w| {
+            self.links
+                .get(w)
+                .is_some_and(|l| l.has_room(self.config.window))
+        })
     }
 
     /// Returns false on shutdown.
     fn take_commands(&mut self) -> bool {
         let mut buf = [0u8; 64];
         while matches!(self.wake_rx.read(&mut buf), Ok(n) if n > 0) {}
-        let commands = std::mem::take(&mut *self.inbox.commands.lock().unwrap_or_else(|p| p.into_inner()));
+        let commands = std::mem::take(
+            &mut *self
+                .inbox
+                .commands
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
         for c in commands {
             match c {
                 Command::AddWorker { id, fd } => match Channel::new(fd) {
                     Ok(chan) => {
                         self.links.insert(id, Link::new(chan));
                     }
-                    Err(e) => (self.sink)(Event::WorkerError { id, error: e.into() }),
+                    Err(e) => (self.sink)(Event::WorkerError {
+                        id,
+                        error: e.into(),
+                    }),
                 },
                 Command::StopRouting { id } => self.stop_routing(id),
                 Command::WorkerExited { id } => {
@@ -184,7 +206,9 @@ impl Reactor {
                 let Some(link) = self.links.get_mut(&id) else {
                     return Ok(true);
                 };
-                let Some(frame) = link.dec.next_frame()? else { break };
+                let Some(frame) = link.dec.next_frame()? else {
+                    break;
+                };
                 self.on_frame(id, frame)?;
             }
             match outcome {
@@ -214,7 +238,9 @@ impl Reactor {
                 self.handles.leave(handle, id);
                 Ok(())
             }
-            Frame::Hello { .. } | Frame::Reply { .. } | Frame::NewConn(_) => Err(ProtocolError::WrongDirection.into()),
+            Frame::Hello { .. } | Frame::Reply { .. } | Frame::NewConn(_) => {
+                Err(ProtocolError::WrongDirection.into())
+            }
         }
     }
 
@@ -225,6 +251,8 @@ impl Reactor {
             return Ok(());
         }
         let (reply, fd) = match self.handles.get_or_create(&q, self.config.policy) {
+            // The asker's own data comes back, as Node's primary answers
+            // with the data of the handle it just tried to create.
             Err(e) => (
                 Reply {
                     seq: q.seq,
@@ -232,7 +260,7 @@ impl Reactor {
                     handle: 0,
                     shared: false,
                     sockname: None,
-                    data: serde_json::Value::Null,
+                    data: q.data,
                 },
                 None,
             ),
@@ -274,7 +302,13 @@ impl Reactor {
             if !a.accepted {
                 let mut refused_by = inflight.refused_by;
                 refused_by.push(id);
-                self.requeue(inflight.handle, Queued { fd: inflight.fd, refused_by });
+                self.requeue(
+                    inflight.handle,
+                    Queued {
+                        fd: inflight.fd,
+                        refused_by,
+                    },
+                );
             }
         }
         Ok(())
@@ -291,7 +325,9 @@ impl Reactor {
     }
 
     fn stop_routing(&mut self, id: u32) {
-        let Some(link) = self.links.get_mut(&id) else { return };
+        let Some(link) = self.links.get_mut(&id) else {
+            return;
+        };
         link.routing = false;
         for h in self.handles.ids_of(id) {
             self.handles.leave(h, id);
@@ -304,17 +340,24 @@ impl Reactor {
         for h in self.handles.ids_of(id) {
             self.handles.leave(h, id);
         }
-        let Some(link) = self.links.remove(&id) else { return };
+        let Some(link) = self.links.remove(&id) else {
+            return;
+        };
         for (_, inflight) in link.inflight {
-            self.requeue(inflight.handle, Queued {
-                fd: inflight.fd,
-                refused_by: inflight.refused_by,
-            });
+            self.requeue(
+                inflight.handle,
+                Queued {
+                    fd: inflight.fd,
+                    refused_by: inflight.refused_by,
+                },
+            );
         }
     }
 
     fn flush_link(&mut self, id: u32) {
-        let Some(link) = self.links.get_mut(&id) else { return };
+        let Some(link) = self.links.get_mut(&id) else {
+            return;
+        };
         if let Err(error) = link.flush_out() {
             self.fail_link(id, error);
         }
@@ -323,7 +366,10 @@ impl Reactor {
     fn fail_link(&mut self, id: u32, error: io::Error) {
         // A write error means the worker's end is gone: the same as its exit.
         if !matches!(error.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) {
-            (self.sink)(Event::WorkerError { id, error: error.into() });
+            (self.sink)(Event::WorkerError {
+                id,
+                error: error.into(),
+            });
         }
         self.drop_link(id);
     }
@@ -345,15 +391,29 @@ impl Reactor {
     /// has room, and sends each worker its batch in one `sendmsg`.
     fn dispatch(&mut self, id: u32) {
         let window = self.config.window;
-        let Some(h) = self.handles.map.get_mut(&id) else { return };
-        let Kind::RoundRobin(rr) = &mut h.kind else { return };
+        let Some(h) = self.handles.map.get_mut(&id) else {
+            return;
+        };
+        let Kind::RoundRobin(rr) = &mut h.kind else {
+            return;
+        };
         let links = &mut self.links;
         let touched = &mut self.touched;
         let mut assign = |links: &mut HashMap<u32, Link>, w: u32, fd, refused_by, seq: &mut u32| {
             *seq = seq.wrapping_add(1);
             let link = links.get_mut(&w).expect("picked workers have links");
-            link.inflight.insert(*seq, InFlight { handle: id, fd, refused_by });
-            link.batch.push(crate::protocol::Conn { handle: id, seq: *seq });
+            link.inflight.insert(
+                *seq,
+                InFlight {
+                    handle: id,
+                    fd,
+                    refused_by,
+                },
+            );
+            link.batch.push(crate::protocol::Conn {
+                handle: id,
+                seq: *seq,
+            });
             if !touched.contains(&w) {
                 touched.push(w);
             }
@@ -373,11 +433,17 @@ impl Reactor {
         }
         if rr.queue.is_empty() && rr.paused_until.is_none_or(|t| t <= Instant::now()) {
             rr.paused_until = None;
-            while h.workers.iter().any(|w| links.get(w).is_some_and(|l| l.has_room(window))) {
+            while h
+                .workers
+                .iter()
+                .any(|w| links.get(w).is_some_and(|l| l.has_room(window)))
+            {
                 match rr.accept() {
                     Ok(Accepted::Conn(fd)) => {
                         let w = rr
-                            .pick(&h.workers, |w| links.get(&w).is_some_and(|l| l.has_room(window)))
+                            .pick(&h.workers, |w| {
+                                links.get(&w).is_some_and(|l| l.has_room(window))
+                            })
                             .expect("a worker with room exists");
                         assign(links, w, fd, Vec::new(), &mut self.next_seq);
                     }
@@ -400,15 +466,20 @@ impl Reactor {
     fn flush_touched(&mut self) {
         let touched = std::mem::take(&mut self.touched);
         for &w in &touched {
-            let Some(link) = self.links.get_mut(&w) else { continue };
+            let Some(link) = self.links.get_mut(&w) else {
+                continue;
+            };
             match link.flush_batch(&mut self.scratch, &mut self.fd_scratch) {
                 Ok(Flushed::All) => {}
                 Ok(Flushed::Blocked(back)) => {
                     for (c, inflight) in back {
-                        self.requeue(c.handle, Queued {
-                            fd: inflight.fd,
-                            refused_by: inflight.refused_by,
-                        });
+                        self.requeue(
+                            c.handle,
+                            Queued {
+                                fd: inflight.fd,
+                                refused_by: inflight.refused_by,
+                            },
+                        );
                     }
                 }
                 Err(e) => self.fail_link(w, e),

@@ -15,7 +15,9 @@ pub struct Shared {
 impl Shared {
     pub fn bind(q: &Query) -> io::Result<Shared> {
         let fd = match q.family {
-            Family::Udp4 | Family::Udp6 => sockets::bind_udp(q.address.as_deref(), q.port, q.family, q.flags)?,
+            Family::Udp4 | Family::Udp6 => {
+                sockets::bind_udp(q.address.as_deref(), q.port, q.family, q.flags)?
+            }
             _ => super::handles::bind_stream(q)?,
         };
         Ok(Shared { fd })
@@ -24,6 +26,6 @@ impl Shared {
     /// A fresh duplicate for one reply: the queued reply owns it, so a handle
     /// closed before the reply is flushed cannot change what is sent.
     pub fn dup_for_reply(&self) -> io::Result<OwnedFd> {
-        Ok(self.fd.as_fd().try_clone_to_owned()?)
+        self.fd.as_fd().try_clone_to_owned()
     }
 }

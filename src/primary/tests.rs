@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::channel::{pair, Channel, Received};
-use crate::protocol::{encode_acks, encode_close, encode_hello, encode_query, Ack, Decoder, Family, Frame, Query};
+use crate::protocol::{
+    encode_acks, encode_close, encode_hello, encode_query, Ack, Decoder, Family, Frame, Query,
+};
 
 struct FakeWorker {
     chan: Channel,
@@ -36,19 +38,22 @@ impl FakeWorker {
 
     fn query(&self, key: &str, port: i32) {
         let mut out = Vec::new();
-        encode_query(&mut out, &Query {
-            seq: 1,
-            key: key.into(),
-            family: Family::Tcp4,
-            address: Some("127.0.0.1".into()),
-            port,
-            fd: -1,
-            flags: 0,
-            backlog: 0,
-            readable_all: false,
-            writable_all: false,
-            data: serde_json::json!({ "from": key }),
-        });
+        encode_query(
+            &mut out,
+            &Query {
+                seq: 1,
+                key: key.into(),
+                family: Family::Tcp4,
+                address: Some("127.0.0.1".into()),
+                port,
+                fd: -1,
+                flags: 0,
+                backlog: 0,
+                readable_all: false,
+                writable_all: false,
+                data: serde_json::json!({ "from": key }),
+            },
+        );
         self.send(&out);
     }
 
@@ -77,7 +82,13 @@ impl FakeWorker {
             match self.next() {
                 Frame::NewConn(conns) => {
                     let mut out = Vec::new();
-                    encode_acks(&mut out, conns.iter().map(|(c, _)| Ack { seq: c.seq, accepted: accept }));
+                    encode_acks(
+                        &mut out,
+                        conns.iter().map(|(c, _)| Ack {
+                            seq: c.seq,
+                            accepted: accept,
+                        }),
+                    );
                     self.send(&out);
                     got.extend(conns.into_iter().map(|(c, fd)| (c.handle, fd)));
                 }
@@ -101,7 +112,14 @@ fn start(window: usize) -> (Primary, mpsc::Receiver<Event>) {
     let sink: EventSink = Box::new(move |e| {
         let _ = tx.lock().unwrap().send(e);
     });
-    let p = Primary::start(Config { policy: Policy::RoundRobin, window }, sink).unwrap();
+    let p = Primary::start(
+        Config {
+            policy: Policy::RoundRobin,
+            window,
+        },
+        sink,
+    )
+    .unwrap();
     (p, rx)
 }
 
@@ -113,7 +131,10 @@ fn client(port: u16, tag: u8) -> TcpStream {
 }
 
 fn peer_port(fd: &OwnedFd) -> u16 {
-    std::net::TcpStream::from(fd.try_clone().unwrap()).peer_addr().unwrap().port()
+    std::net::TcpStream::from(fd.try_clone().unwrap())
+        .peer_addr()
+        .unwrap()
+        .port()
 }
 
 fn read_tag(fd: &OwnedFd) -> u8 {
@@ -138,11 +159,19 @@ fn round_robin_spreads_connections_evenly() {
     b.query("k", 0);
     let rb = b.reply();
     assert_eq!(rb.handle, ra.handle, "same key, same handle");
-    assert_eq!(rb.data, serde_json::json!({ "from": "k" }), "first worker's data is shared");
+    assert_eq!(
+        rb.data,
+        serde_json::json!({ "from": "k" }),
+        "first worker's data is shared"
+    );
     let clients: Vec<_> = (0..10).map(|i| client(port, i)).collect();
     let got_a = a.take_conns(5, true);
     let got_b = b.take_conns(5, true);
-    let mut tags: Vec<u8> = got_a.iter().chain(&got_b).map(|(_, fd)| read_tag(fd)).collect();
+    let mut tags: Vec<u8> = got_a
+        .iter()
+        .chain(&got_b)
+        .map(|(_, fd)| read_tag(fd))
+        .collect();
     tags.sort();
     assert_eq!(tags, (0..10).collect::<Vec<_>>());
     drop(clients);
@@ -206,9 +235,19 @@ fn the_window_caps_unacknowledged_connections() {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert_eq!(held.len(), 2, "only the window is handed out before any ack");
+    assert_eq!(
+        held.len(),
+        2,
+        "only the window is handed out before any ack"
+    );
     let mut out = Vec::new();
-    encode_acks(&mut out, held.iter().map(|(c, _)| Ack { seq: c.seq, accepted: true }));
+    encode_acks(
+        &mut out,
+        held.iter().map(|(c, _)| Ack {
+            seq: c.seq,
+            accepted: true,
+        }),
+    );
     a.send(&out);
     assert_eq!(a.take_conns(2, true).len(), 2);
 }
@@ -272,13 +311,21 @@ fn every_fd_the_core_opens_is_cloexec() {
     let _c = client(port, 1);
     let _held = a.take_conns(1, true);
     for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
-        let fd: i32 = entry.unwrap().file_name().to_string_lossy().parse().unwrap();
+        let fd: i32 = entry
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .parse()
+            .unwrap();
         let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
         // Only sockets are ours: the harness may inherit other fds (and the
         // directory listing's own fd reads as closed by now).
         let what = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default();
         if flags >= 0 && what.to_string_lossy().starts_with("socket:") {
-            assert!(flags & libc::FD_CLOEXEC != 0, "fd {fd} ({what:?}) is not CLOEXEC");
+            assert!(
+                flags & libc::FD_CLOEXEC != 0,
+                "fd {fd} ({what:?}) is not CLOEXEC"
+            );
         }
     }
 }

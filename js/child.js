@@ -1,0 +1,344 @@
+'use strict';
+// The worker's side of the cluster API. Node's `net` and `dgram` ask the
+// built-in cluster module whether they run in a worker and, if so, call its
+// `_getServer(server, query, cb)` with fully normalised arguments; this file
+// answers those calls through the primary's Rust reactor. Connections arrive
+// on the control channel (read on this process's own event loop by
+// `WorkerChannel`) and enter Node's server through its own `onconnection`.
+
+const EventEmitter = require('node:events');
+const path = require('node:path');
+const Worker = require('./worker');
+const messages = require('./messages');
+const native = require('./native');
+const handles = require('./handles');
+const builtin = require('./builtin');
+const { WORKER_ENV, CHANNEL_ENV } = require('./env');
+
+const cluster = new EventEmitter();
+cluster.isWorker = true;
+cluster.isMaster = false;
+cluster.isPrimary = false;
+cluster.worker = null;
+cluster.Worker = Worker;
+
+// Per-process state, as in Node's child.js.
+const servers = new Map(); // primary handle id -> { handle, obj, kind, release }
+const indexes = new Map(); // `address:port:addressType:fd` -> { next, live }
+const pending = new Map(); // query seq -> { obj, cb, indexesKey, index, family }
+let querySeq = 0;
+let channel = null;
+let channelClosing = false;
+
+// `[handle, seq, fd]` per connection, filled by Rust before each batch.
+const conns = new Int32Array(3 * 128);
+const batchFds = new Array(128);
+const batchEntries = new Array(128);
+
+// The channel keeps the process alive only while a round-robin server
+// listens (and is ref'd) or a query waits for its answer.
+let refs = 0;
+function addRef() {
+  if (++refs === 1 && channel !== null) channel.ref();
+}
+function dropRef() {
+  if (--refs === 0 && channel !== null) channel.unref();
+}
+
+function familyOf(options) {
+  if (options.addressType === 'udp4' || options.addressType === 'udp6') return options.addressType;
+  if (typeof options.fd === 'number' && options.fd >= 0) return 'fd';
+  if (options.addressType === -1 || options.port < 0) return 'pipe';
+  return options.addressType === 6 ? 'tcp6' : 'tcp4';
+}
+
+function intOr(value, fallback) {
+  return typeof value === 'number' && Number.isInteger(value) ? value : fallback;
+}
+
+function releaseIndex(indexesKey, index) {
+  const set = indexes.get(indexesKey);
+  if (!set) return;
+  set.live.delete(index);
+  if (set.live.size === 0) indexes.delete(indexesKey);
+}
+
+// Called by net.Server#listen and dgram.Socket#bind in this worker.
+function getServer(obj, options, cb) {
+  let address = options.address;
+  if (options.port < 0 && typeof address === 'string' && process.platform !== 'win32') {
+    address = path.resolve(address);
+  }
+  const indexesKey = `${address}:${options.port}:${options.addressType}:${options.fd}`;
+  let set = indexes.get(indexesKey);
+  if (set === undefined) {
+    set = { next: 0, live: new Set() };
+    indexes.set(indexesKey, set);
+  }
+  const index = set.next++;
+  set.live.add(index);
+
+  const seq = ++querySeq;
+  const family = familyOf(options);
+  const query = {
+    seq,
+    key: `${indexesKey}:${index}`,
+    family,
+    address: typeof address === 'string' ? address : null,
+    port: intOr(options.port, -1),
+    fd: intOr(options.fd, -1),
+    flags: options.flags | 0,
+    backlog: options.backlog | 0,
+    readableAll: !!options.readableAll,
+    writableAll: !!options.writableAll,
+    data: typeof obj._getServerData === 'function' ? obj._getServerData() : null,
+  };
+  pending.set(seq, { obj, cb, indexesKey, index, family });
+  addRef();
+  try {
+    channel.query(JSON.stringify(query));
+  } catch (err) {
+    pending.delete(seq);
+    dropRef();
+    releaseIndex(indexesKey, index);
+    throw err;
+  }
+
+  obj.once('listening', () => {
+    // A short-lived server may be closed already.
+    if (!indexes.has(indexesKey)) return;
+    cluster.worker.state = 'listening';
+    const bound = obj.address();
+    messages.send(process, {
+      act: 'listening',
+      address,
+      port: (bound && bound.port) || options.port,
+      addressType: options.addressType,
+      fd: options.fd,
+    });
+  });
+}
+
+function onReply(reply) {
+  const p = pending.get(reply.seq);
+  if (p === undefined) {
+    if (reply.fd >= 0) native.closeFd(reply.fd);
+    return;
+  }
+  pending.delete(reply.seq);
+  dropRef();
+  if (typeof p.obj._setServerData === 'function') p.obj._setServerData(reply.data);
+  if (reply.errno) return p.cb(reply.errno, null);
+  if (reply.shared) return listenShared(p, reply);
+  listenRoundRobin(p, reply);
+}
+
+function forget(id, p) {
+  if (!servers.has(id)) return;
+  servers.delete(id);
+  releaseIndex(p.indexesKey, p.index);
+  if (channel !== null && !channelClosing) {
+    try {
+      channel.closeHandle(id);
+    } catch {
+      // The primary is gone; it has forgotten this handle already.
+    }
+  }
+}
+
+// SCHED_NONE (and UDP): the primary sent its bound socket; this worker
+// listens and accepts on it directly.
+function listenShared(p, reply) {
+  const kind = p.family === 'udp4' || p.family === 'udp6' ? 'udp' : reply.sockname ? 'tcp' : 'pipe';
+  let handle;
+  try {
+    handle = handles.listener(kind, reply.fd);
+  } catch (err) {
+    native.closeFd(reply.fd);
+    return p.cb(err.errno || -9, null);
+  }
+  const id = reply.handle;
+  const close = handle.close;
+  handle.close = function closeShared(...args) {
+    forget(id, p);
+    return close.apply(this, args);
+  };
+  servers.set(id, { handle, obj: p.obj, kind });
+  p.cb(0, handle);
+}
+
+// SCHED_RR: the primary listens; this server gets a stand-in handle whose
+// `onconnection` (installed by net) receives the connections it hands out.
+function listenRoundRobin(p, reply) {
+  const id = reply.handle;
+  let refed = false;
+  const setRef = (on) => {
+    if (on === refed) return;
+    refed = on;
+    if (on) addRef();
+    else dropRef();
+  };
+  const faux = {
+    close() {
+      if (!servers.has(id)) return;
+      setRef(false);
+      forget(id, p);
+    },
+    listen() {
+      return 0;
+    },
+    ref() {
+      setRef(true);
+    },
+    unref() {
+      setRef(false);
+    },
+  };
+  if (reply.sockname) {
+    faux.getsockname = (out) => {
+      if (servers.has(id)) Object.assign(out, reply.sockname);
+      return 0;
+    };
+  }
+  servers.set(id, { handle: faux, obj: p.obj, kind: reply.sockname ? 'tcp' : 'pipe', rr: true });
+  faux.ref();
+  p.cb(0, faux);
+}
+
+// Acknowledge first, then serve: a worker that dies while serving has
+// already told the primary it took these connections, and one that dies
+// before acknowledging never touched them, so the primary re-routes those.
+function onConnections(n) {
+  for (let i = 0; i < n; i++) {
+    const entry = servers.get(conns[3 * i]);
+    let ok = entry !== undefined && entry.rr === true && typeof entry.handle.onconnection === 'function';
+    if (ok && entry.obj.maxConnections != null) {
+      let taken = 0;
+      for (let j = 0; j < i; j++) if (batchEntries[j] === entry) taken++;
+      ok = (entry.obj._connections | 0) + taken < entry.obj.maxConnections;
+    }
+    batchFds[i] = conns[3 * i + 2];
+    batchEntries[i] = ok ? entry : null;
+    conns[3 * i + 2] = ok ? 1 : 0;
+  }
+  try {
+    channel.ack(n);
+  } catch {
+    // The primary is gone; the connections are still ours to serve.
+  }
+  let thrown = null;
+  for (let i = 0; i < n; i++) {
+    const entry = batchEntries[i];
+    const fd = batchFds[i];
+    batchEntries[i] = null;
+    if (entry === null) {
+      native.closeFd(fd);
+      continue;
+    }
+    try {
+      entry.handle.onconnection(0, handles.connection(entry.kind, fd));
+    } catch (err) {
+      // One throwing 'connection' listener must not strand the rest of the batch.
+      thrown ??= err;
+    }
+  }
+  if (thrown !== null) throw thrown;
+}
+
+function onBatch(n, replies, error) {
+  if (replies !== null) {
+    for (const r of replies) onReply(JSON.parse(r));
+  }
+  if (n > 0) onConnections(n);
+  if (error !== null) onChannelLost();
+}
+
+// The primary closed our channel: it exited, or it cut this worker off.
+// A worker cannot serve without it; exit as Node's worker does when its
+// primary disappears.
+function onChannelLost() {
+  channel = null;
+  if (channelClosing) return;
+  if (!cluster.worker.exitedAfterDisconnect) process.exit(0);
+}
+
+function closeChannel() {
+  if (channel === null) return;
+  channelClosing = true;
+  channel.close();
+  channel = null;
+}
+
+function disconnect(primaryInitiated) {
+  this.exitedAfterDisconnect = true;
+  let waiting = 1;
+  const done = () => {
+    if (--waiting !== 0) return;
+    closeChannel();
+    if (primaryInitiated) process.disconnect();
+    else messages.send(process, { act: 'exitedAfterDisconnect' }, () => process.disconnect());
+  };
+  for (const entry of [...servers.values()]) {
+    waiting++;
+    if (entry.obj && typeof entry.obj.close === 'function') entry.obj.close(done);
+    else entry.handle.close(done);
+  }
+  done();
+}
+
+Worker.prototype.disconnect = function disconnectWorker() {
+  if (this.state !== 'disconnecting' && this.state !== 'destroying') {
+    this.state = 'disconnecting';
+    disconnect.call(this, false);
+  }
+  return this;
+};
+
+Worker.prototype.destroy = function destroy() {
+  if (this.state === 'destroying') return;
+  this.exitedAfterDisconnect = true;
+  if (!this.isConnected()) {
+    process.exit(0);
+  } else {
+    this.state = 'destroying';
+    messages.send(process, { act: 'exitedAfterDisconnect' }, () => process.disconnect());
+    process.once('disconnect', () => process.exit(0));
+  }
+};
+
+function setup() {
+  const id = +process.env[WORKER_ENV] | 0;
+  const fd = +process.env[CHANNEL_ENV];
+  // Our children are not workers of this cluster.
+  delete process.env[WORKER_ENV];
+  delete process.env[CHANNEL_ENV];
+
+  native.setCloexec(fd);
+  channel = new native.WorkerChannel(fd, conns, onBatch);
+  channel.unref();
+
+  const worker = new Worker({ id, process, state: 'online' });
+  cluster.worker = worker;
+
+  process.once('disconnect', () => {
+    closeChannel();
+    worker.emit('disconnect');
+    // The primary went away without asking: leave at once, as Node does.
+    if (!worker.exitedAfterDisconnect) process.exit(0);
+  });
+  process.on('internalMessage', messages.onInternal(worker, (w, message) => {
+    if (message.act === 'disconnect') disconnect.call(w, true);
+  }));
+
+  // net and dgram consult the built-in module; make it route through us.
+  builtin.isWorker = true;
+  builtin.isPrimary = false;
+  builtin.isMaster = false;
+  builtin.worker = worker;
+  builtin._getServer = getServer;
+
+  messages.send(process, { act: 'online' });
+}
+
+setup();
+module.exports = cluster;

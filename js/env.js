@@ -1,0 +1,8 @@
+'use strict';
+// How a process learns it is an rs-cluster worker. Never NODE_UNIQUE_ID,
+// which would switch on Node's own cluster worker at bootstrap.
+module.exports = {
+  WORKER_ENV: 'RS_CLUSTER_WORKER_ID',
+  // The stdio index of the worker's end of the control channel.
+  CHANNEL_ENV: 'RS_CLUSTER_CHANNEL_FD',
+};

@@ -1,0 +1,51 @@
+'use strict';
+// Node's error shapes for the argument errors cluster itself raises: same
+// class, `code`, message and `name [code]` stack header as node:internal/errors.
+
+const { inspect } = require('node:util');
+
+function describe(value) {
+  if (value == null) return `${value}`;
+  if (typeof value === 'function') return `function ${value.name}`;
+  if (typeof value === 'object') {
+    if (value.constructor && value.constructor.name) return `an instance of ${value.constructor.name}`;
+    return inspect(value, { depth: -1 });
+  }
+  let shown = inspect(value, { colors: false });
+  if (shown.length > 28) shown = `${shown.slice(0, 25)}...`;
+  return `type ${typeof value} (${shown})`;
+}
+
+function makeNodeError(Base, code, message) {
+  const err = new Base(message);
+  // The stack string is built on first access, from the name at that moment:
+  // reading it with `Name [CODE]` in place gives Node's header.
+  err.name = `${Base.name} [${code}]`;
+  void err.stack;
+  delete err.name;
+  err.code = code;
+  return err;
+}
+
+function badPort(name, port, allowZero = true) {
+  const op = allowZero ? '>=' : '>';
+  return makeNodeError(RangeError, 'ERR_SOCKET_BAD_PORT',
+                       `${name} should be ${op} 0 and < 65536. Received ${describe(port)}.`);
+}
+
+function validatePort(port, name = 'Port', allowZero = true) {
+  if ((typeof port !== 'number' && typeof port !== 'string') ||
+      (typeof port === 'string' && port.trim().length === 0) ||
+      +port !== (+port >>> 0) ||
+      port > 0xFFFF ||
+      (port === 0 && !allowZero)) {
+    throw badPort(name, port, allowZero);
+  }
+  return port | 0;
+}
+
+function protocolError(code, message) {
+  return makeNodeError(Error, code, message);
+}
+
+module.exports = { badPort, validatePort, protocolError, describe };

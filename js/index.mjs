@@ -1,0 +1,13 @@
+// ESM entry: the same object as the CommonJS one, plus named exports like
+// `import { fork, isPrimary } from 'node:cluster'`.
+import cluster from './index.js';
+
+export default cluster;
+export const {
+  isWorker, isMaster, isPrimary, Worker, workers, worker, settings,
+  SCHED_NONE, SCHED_RR, schedulingPolicy,
+} = cluster;
+export const fork = cluster.fork;
+export const setupPrimary = cluster.setupPrimary;
+export const setupMaster = cluster.setupMaster;
+export const disconnect = cluster.disconnect;

@@ -1,0 +1,4 @@
+//! The worker side: only the receive path lives in Rust; routing `listen`
+//! calls and building sockets is the JS shim's job (`js/child.js`).
+
+pub mod receiver;

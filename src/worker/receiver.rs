@@ -1,0 +1,513 @@
+//! The worker's end of the control channel, read on the worker's own event
+//! loop through a libuv poll handle.
+//!
+//! Why not a thread: a receive thread has to wake the JS loop through a
+//! threadsafe function (thread wakeup, then uv_async), about 25-30 µs per
+//! connection when measured here, which capped throughput below Node's own
+//! shared-handle mode. A `uv_poll_t` on the channel costs one readiness
+//! callback per batch, on the loop that will run the JS anyway. This file is
+//! the only user of libuv: its symbols are looked up at run time from the
+//! Node binary that loaded us (Node exports libuv to addons).
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::io;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::ptr;
+
+use napi::sys;
+use once_cell::sync::OnceCell;
+
+use crate::channel::{Channel, Received};
+use crate::error::{Error, ProtocolError};
+use crate::protocol::{
+    encode_acks, encode_close, encode_hello, encode_query, Ack, Decoder, Frame, Query,
+};
+
+const UV_POLL: c_int = 8;
+const UV_READABLE: c_int = 1;
+const UV_DISCONNECT: c_int = 4;
+
+type PollCb = unsafe extern "C" fn(*mut c_void, c_int, c_int);
+type CloseCb = unsafe extern "C" fn(*mut c_void);
+
+struct Uv {
+    handle_size: unsafe extern "C" fn(c_int) -> usize,
+    poll_init: unsafe extern "C" fn(*mut c_void, *mut c_void, c_int) -> c_int,
+    poll_start: unsafe extern "C" fn(*mut c_void, c_int, PollCb) -> c_int,
+    poll_stop: unsafe extern "C" fn(*mut c_void) -> c_int,
+    close: unsafe extern "C" fn(*mut c_void, Option<CloseCb>),
+    ref_: unsafe extern "C" fn(*mut c_void),
+    unref: unsafe extern "C" fn(*mut c_void),
+}
+
+/// A libuv function from the process that loaded us.
+///
+/// # Safety
+/// `F` must be the function pointer type of the symbol `name`.
+unsafe fn sym<F: Copy>(name: &CStr) -> io::Result<F> {
+    debug_assert_eq!(std::mem::size_of::<F>(), std::mem::size_of::<*mut c_void>());
+    let p = libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr());
+    if p.is_null() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("libuv symbol {name:?} not found"),
+        ));
+    }
+    Ok(std::mem::transmute_copy::<*mut c_void, F>(&p))
+}
+
+fn uv() -> io::Result<&'static Uv> {
+    static UV: OnceCell<Uv> = OnceCell::new();
+    UV.get_or_try_init(|| unsafe {
+        Ok(Uv {
+            handle_size: sym(c"uv_handle_size")?,
+            poll_init: sym(c"uv_poll_init")?,
+            poll_start: sym(c"uv_poll_start")?,
+            poll_stop: sym(c"uv_poll_stop")?,
+            close: sym(c"uv_close")?,
+            ref_: sym(c"uv_ref")?,
+            unref: sym(c"uv_unref")?,
+        })
+    })
+}
+
+fn uv_check(r: c_int) -> io::Result<()> {
+    if r < 0 {
+        return Err(io::Error::from_raw_os_error(-r));
+    }
+    Ok(())
+}
+
+fn napi_check(s: sys::napi_status) -> napi::Result<()> {
+    if s != sys::Status::napi_ok {
+        return Err(napi::Error::new(
+            napi::Status::GenericFailure,
+            "N-API call failed",
+        ));
+    }
+    Ok(())
+}
+
+/// Everything the poll callback needs, at a stable heap address stored in
+/// the uv handle's `data` field (the first field of every uv handle).
+struct Inner {
+    env: sys::napi_env,
+    /// None once closed: the fd is closed as soon as polling stops.
+    chan: Option<Channel>,
+    dec: Decoder,
+    uv_handle: *mut c_void,
+    callback: sys::napi_ref,
+    async_ctx: sys::napi_async_context,
+    /// Shared with JS: `[handle, seq, fd]` per connection. JS overwrites the
+    /// fd slot with 1/0 (accepted or not) before calling `ack`.
+    conns: sys::napi_ref,
+    conns_ptr: *mut i32,
+    conns_cap: usize,
+    conns_len: usize,
+    uv_words: usize,
+    replies: Vec<String>,
+    closed: bool,
+    scratch: Vec<u8>,
+}
+
+pub struct Receiver {
+    inner: Box<Inner>,
+}
+
+impl Receiver {
+    /// # Safety
+    /// `env` must be the current env, `callback` a function and `conns` an
+    /// Int32Array, all from the JS thread that owns this receiver.
+    pub unsafe fn new(
+        env: sys::napi_env,
+        fd: i32,
+        conns: sys::napi_value,
+        callback: sys::napi_value,
+    ) -> napi::Result<Receiver> {
+        let uv = uv().map_err(io_to_napi)?;
+        let chan = Channel::new(OwnedFd::from_raw_fd(fd)).map_err(io_to_napi)?;
+        let mut hello = Vec::new();
+        encode_hello(&mut hello);
+        chan.send_all_blocking(&hello, &[]).map_err(io_to_napi)?;
+
+        let mut kind = 0;
+        let mut len = 0usize;
+        let mut data: *mut c_void = ptr::null_mut();
+        let mut ab = ptr::null_mut();
+        let mut offset = 0usize;
+        napi_check(sys::napi_get_typedarray_info(
+            env,
+            conns,
+            &mut kind,
+            &mut len,
+            &mut data,
+            &mut ab,
+            &mut offset,
+        ))?;
+        if kind != sys::TypedarrayType::int32_array || len < 3 {
+            return Err(napi::Error::new(
+                napi::Status::InvalidArg,
+                "conns must be an Int32Array",
+            ));
+        }
+        let mut conns_ref = ptr::null_mut();
+        napi_check(sys::napi_create_reference(env, conns, 1, &mut conns_ref))?;
+        let mut cb_ref = ptr::null_mut();
+        napi_check(sys::napi_create_reference(env, callback, 1, &mut cb_ref))?;
+        let mut name = ptr::null_mut();
+        let label = c"rs-cluster:channel";
+        napi_check(sys::napi_create_string_utf8(
+            env,
+            label.as_ptr(),
+            label.count_bytes() as isize,
+            &mut name,
+        ))?;
+        let mut async_ctx = ptr::null_mut();
+        napi_check(sys::napi_async_init(
+            env,
+            ptr::null_mut(),
+            name,
+            &mut async_ctx,
+        ))?;
+
+        let mut loop_ = ptr::null_mut();
+        napi_check(sys::napi_get_uv_event_loop(env, &mut loop_))?;
+        let size = (uv.handle_size)(UV_POLL);
+        // u64 words keep the allocation 8-aligned, which uv handles need.
+        let words = vec![0u64; size.div_ceil(8)].into_boxed_slice();
+        let uv_handle = Box::into_raw(words) as *mut c_void;
+
+        let raw_fd = chan.raw();
+        let mut inner = Box::new(Inner {
+            env,
+            chan: Some(chan),
+            dec: Decoder::default(),
+            uv_handle,
+            callback: cb_ref,
+            async_ctx,
+            conns: conns_ref,
+            conns_ptr: data as *mut i32,
+            conns_cap: len / 3,
+            conns_len: 0,
+            uv_words: size.div_ceil(8),
+            replies: Vec::new(),
+            closed: false,
+            scratch: Vec::with_capacity(256),
+        });
+        uv_check((uv.poll_init)(loop_ as *mut c_void, uv_handle, raw_fd)).map_err(io_to_napi)?;
+        *(uv_handle as *mut *mut c_void) = &mut *inner as *mut Inner as *mut c_void;
+        uv_check((uv.poll_start)(
+            uv_handle,
+            UV_READABLE | UV_DISCONNECT,
+            on_poll,
+        ))
+        .map_err(io_to_napi)?;
+        Ok(Receiver { inner })
+    }
+
+    pub fn query(&mut self, q: &Query) -> Result<(), Error> {
+        self.send(|out| encode_query(out, q))
+    }
+
+    pub fn close_handle(&mut self, handle: u32) -> Result<(), Error> {
+        self.send(|out| encode_close(out, handle))
+    }
+
+    /// Acknowledges the first `n` connections of the last batch, reading the
+    /// accepted flags JS wrote into the shared buffer.
+    pub fn ack(&mut self, n: usize) -> Result<(), Error> {
+        let n = n.min(self.inner.conns_cap);
+        let slots = unsafe { std::slice::from_raw_parts(self.inner.conns_ptr, n * 3) };
+        let acks = slots.chunks_exact(3).map(|s| Ack {
+            seq: s[1] as u32,
+            accepted: s[2] != 0,
+        });
+        self.send(|out| encode_acks(out, acks))
+    }
+
+    fn send(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> Result<(), Error> {
+        let mut out = std::mem::take(&mut self.inner.scratch);
+        out.clear();
+        encode(&mut out);
+        let r = match &self.inner.chan {
+            Some(chan) => chan.send_all_blocking(&out, &[]).map_err(Error::from),
+            None => Err(Error::Closed),
+        };
+        self.inner.scratch = out;
+        r
+    }
+
+    /// Whether the poll handle keeps the event loop alive: on while a server
+    /// listens through it, off when the app unrefs or closes its servers.
+    pub fn set_ref(&mut self, on: bool) {
+        if self.inner.closed {
+            return;
+        }
+        if let Ok(uv) = uv() {
+            unsafe {
+                if on {
+                    (uv.ref_)(self.inner.uv_handle)
+                } else {
+                    (uv.unref)(self.inner.uv_handle)
+                }
+            }
+        }
+    }
+
+    /// Stops polling and closes the channel; the primary sees end of stream
+    /// and re-routes anything this worker had not acknowledged.
+    pub fn close(&mut self) {
+        close_inner(&mut self.inner);
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        close_inner(&mut self.inner);
+    }
+}
+
+fn close_inner(inner: &mut Inner) {
+    if inner.closed {
+        return;
+    }
+    inner.closed = true;
+    if let Ok(uv) = uv() {
+        unsafe {
+            (uv.poll_stop)(inner.uv_handle);
+            // libuv still owns the handle memory until the close callback,
+            // which frees it; `data` carries the allocation's size there.
+            *(inner.uv_handle as *mut usize) = inner.uv_words;
+            (uv.close)(inner.uv_handle, Some(on_close));
+        }
+    }
+    // Polling has stopped, so the fd can go now: the primary sees end of
+    // stream and re-routes whatever this worker had not acknowledged.
+    inner.chan = None;
+    unsafe {
+        sys::napi_delete_reference(inner.env, inner.callback);
+        sys::napi_delete_reference(inner.env, inner.conns);
+        if !inner.async_ctx.is_null() {
+            sys::napi_async_destroy(inner.env, inner.async_ctx);
+        }
+    }
+}
+
+unsafe extern "C" fn on_close(handle: *mut c_void) {
+    let words = *(handle as *mut usize);
+    drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+        handle as *mut u64,
+        words,
+    )));
+}
+
+enum Drained {
+    /// Nothing more to read for now.
+    Idle,
+    /// The shared conns buffer is full: deliver, then read on.
+    Full,
+    Eof,
+}
+
+unsafe extern "C" fn on_poll(handle: *mut c_void, status: c_int, _events: c_int) {
+    // JS may re-enter this receiver (ack, close) from inside `deliver`, so no
+    // Rust reference to Inner is held across a call into JS.
+    let inner: *mut Inner = *(handle as *mut *mut Inner);
+    loop {
+        if (*inner).closed {
+            return;
+        }
+        let outcome = if status < 0 {
+            Err(Error::Io(io::Error::from_raw_os_error(-status)))
+        } else {
+            drain(&mut *inner)
+        };
+        let pending = (*inner).conns_len > 0 || !(*inner).replies.is_empty();
+        match outcome {
+            Ok(Drained::Full) => deliver(inner, None),
+            Ok(Drained::Idle) => {
+                if pending {
+                    deliver(inner, None);
+                }
+                return;
+            }
+            Ok(Drained::Eof) => {
+                if pending {
+                    deliver(inner, None);
+                }
+                finish(inner, Error::Closed);
+                return;
+            }
+            Err(e) => {
+                finish(inner, e);
+                return;
+            }
+        }
+    }
+}
+
+/// Closes the receiver and tells JS why, once.
+unsafe fn finish(inner: *mut Inner, why: Error) {
+    if (*inner).closed {
+        return;
+    }
+    // The callback reference is released by close, so take the function first.
+    let env = (*inner).env;
+    let mut scope = ptr::null_mut();
+    if sys::napi_open_handle_scope(env, &mut scope) != sys::Status::napi_ok {
+        return;
+    }
+    let mut func = ptr::null_mut();
+    let got = sys::napi_get_reference_value(env, (*inner).callback, &mut func);
+    let ctx = (*inner).async_ctx;
+    (*inner).async_ctx = ptr::null_mut();
+    close_inner(&mut *inner);
+    if got == sys::Status::napi_ok && !func.is_null() {
+        let _ = call_js(env, ctx, func, 0, &[], Some(why));
+    }
+    if !ctx.is_null() {
+        sys::napi_async_destroy(env, ctx);
+    }
+    sys::napi_close_handle_scope(env, scope);
+}
+
+/// Reads what is available into `replies` and the shared conns buffer.
+fn drain(inner: &mut Inner) -> Result<Drained, Error> {
+    loop {
+        while inner.conns_len < inner.conns_cap {
+            let Some(frame) = inner.dec.next_frame()? else {
+                break;
+            };
+            match frame {
+                Frame::Reply { reply, fd } => {
+                    let mut v = serde_json::to_value(&reply).map_err(ProtocolError::from)?;
+                    v["fd"] = fd.map(|f| f.into_raw_fd()).unwrap_or(-1).into();
+                    inner.replies.push(v.to_string());
+                }
+                Frame::NewConn(conns) => {
+                    if conns.len() > inner.conns_cap - inner.conns_len {
+                        return Err(ProtocolError::BadBody(
+                            "newconn batch larger than the receive buffer",
+                        )
+                        .into());
+                    }
+                    let buf = unsafe {
+                        std::slice::from_raw_parts_mut(inner.conns_ptr, inner.conns_cap * 3)
+                    };
+                    for (c, fd) in conns {
+                        let slot = inner.conns_len * 3;
+                        buf[slot] = c.handle as i32;
+                        buf[slot + 1] = c.seq as i32;
+                        buf[slot + 2] = fd.into_raw_fd();
+                        inner.conns_len += 1;
+                    }
+                }
+                _ => return Err(ProtocolError::WrongDirection.into()),
+            }
+        }
+        if inner.conns_cap - inner.conns_len < crate::protocol::MAX_BATCH {
+            return Ok(Drained::Full);
+        }
+        let Some(chan) = inner.chan.as_mut() else {
+            return Ok(Drained::Eof);
+        };
+        match chan.recv(&mut inner.dec)? {
+            Received::Data => {}
+            Received::WouldBlock => return Ok(Drained::Idle),
+            Received::Eof => return Ok(Drained::Eof),
+        }
+    }
+}
+
+/// Calls `callback(nConns, replies, error)` through `napi_make_callback`, so
+/// promise jobs and nextTicks run after it as after any I/O callback. A throw
+/// becomes an uncaught exception, as with Node's own handles.
+unsafe fn deliver(inner: *mut Inner, error: Option<Error>) {
+    let env = (*inner).env;
+    let n = (*inner).conns_len;
+    (*inner).conns_len = 0;
+    let replies = std::mem::take(&mut (*inner).replies);
+    let mut scope = ptr::null_mut();
+    if sys::napi_open_handle_scope(env, &mut scope) != sys::Status::napi_ok {
+        return;
+    }
+    let mut func = ptr::null_mut();
+    if sys::napi_get_reference_value(env, (*inner).callback, &mut func) == sys::Status::napi_ok
+        && !func.is_null()
+    {
+        let _ = call_js(env, (*inner).async_ctx, func, n, &replies, error);
+    }
+    sys::napi_close_handle_scope(env, scope);
+}
+
+unsafe fn call_js(
+    env: sys::napi_env,
+    ctx: sys::napi_async_context,
+    func: sys::napi_value,
+    n: usize,
+    replies: &[String],
+    error: Option<Error>,
+) -> napi::Result<()> {
+    let mut argv = [ptr::null_mut(); 3];
+    napi_check(sys::napi_create_uint32(env, n as u32, &mut argv[0]))?;
+    if replies.is_empty() {
+        napi_check(sys::napi_get_null(env, &mut argv[1]))?;
+    } else {
+        napi_check(sys::napi_create_array_with_length(
+            env,
+            replies.len(),
+            &mut argv[1],
+        ))?;
+        for (i, r) in replies.iter().enumerate() {
+            let mut s = ptr::null_mut();
+            napi_check(sys::napi_create_string_utf8(
+                env,
+                r.as_ptr() as *const c_char,
+                r.len() as isize,
+                &mut s,
+            ))?;
+            napi_check(sys::napi_set_element(env, argv[1], i as u32, s))?;
+        }
+    }
+    match error {
+        None => napi_check(sys::napi_get_null(env, &mut argv[2]))?,
+        Some(e) => argv[2] = js_error(env, &e)?,
+    }
+    let mut recv = ptr::null_mut();
+    napi_check(sys::napi_get_global(env, &mut recv))?;
+    let mut result = ptr::null_mut();
+    let status = sys::napi_make_callback(env, ctx, recv, func, 3, argv.as_ptr(), &mut result);
+    if status == sys::Status::napi_pending_exception {
+        let mut exc = ptr::null_mut();
+        if sys::napi_get_and_clear_last_exception(env, &mut exc) == sys::Status::napi_ok {
+            sys::napi_fatal_exception(env, exc);
+        }
+    }
+    Ok(())
+}
+
+unsafe fn js_error(env: sys::napi_env, e: &Error) -> napi::Result<sys::napi_value> {
+    let msg = e.to_string();
+    let code = e.code();
+    let mut m = ptr::null_mut();
+    let mut c = ptr::null_mut();
+    napi_check(sys::napi_create_string_utf8(
+        env,
+        msg.as_ptr() as *const c_char,
+        msg.len() as isize,
+        &mut m,
+    ))?;
+    napi_check(sys::napi_create_string_utf8(
+        env,
+        code.as_ptr() as *const c_char,
+        code.len() as isize,
+        &mut c,
+    ))?;
+    let mut err = ptr::null_mut();
+    napi_check(sys::napi_create_error(env, c, m, &mut err))?;
+    Ok(err)
+}
+
+pub fn io_to_napi(e: io::Error) -> napi::Error {
+    crate::binding::to_js_error(Error::Io(e))
+}
