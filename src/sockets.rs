@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{
     bind, getsockname, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag,
-    SockType, SockaddrLike, SockaddrStorage, UnixAddr,
+    SockType, SockaddrStorage, UnixAddr,
 };
 
 use crate::protocol::{Family, SockName};

@@ -1,0 +1,123 @@
+'use strict';
+// Shared test plumbing: start a fixture cluster (rs-cluster or node:cluster,
+// chosen by CLUSTER_IMPL), read the JSON lines it prints, and kill every
+// process it started by pid when the test ends.
+
+const { spawn } = require('node:child_process');
+const path = require('node:path');
+const http = require('node:http');
+const readline = require('node:readline');
+
+const ROOT = path.resolve(__dirname, '..');
+const FIXTURES = path.join(__dirname, 'fixtures');
+const IMPLS = ['rs', 'node'];
+
+function isAlive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// Starts `node fixtures/<name>` with CLUSTER_IMPL=impl. Every JSON line the
+// fixture prints is kept in `events`; any `pid`/`pids` field in them is
+// remembered so `stop()` can kill stragglers by pid.
+function startCluster(name, { impl = 'rs', env = {}, args = [], execArgv = [], cwd = ROOT } = {}) {
+  const file = path.isAbsolute(name) ? name : path.join(FIXTURES, name);
+  const child = spawn(process.execPath, [...execArgv, file, ...args], {
+    cwd,
+    env: { ...process.env, CLUSTER_IMPL: impl, NODE_CLUSTER_SCHED_POLICY: undefined, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const pids = new Set([child.pid]);
+  const events = [];
+  const waiters = [];
+  let stderr = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d) => { stderr += d; });
+  const rl = readline.createInterface({ input: child.stdout });
+  rl.on('line', (line) => {
+    let ev;
+    try {
+      ev = JSON.parse(line);
+    } catch {
+      ev = { text: line };
+    }
+    if (ev && typeof ev.pid === 'number') pids.add(ev.pid);
+    if (ev && Array.isArray(ev.pids)) ev.pids.forEach((p) => pids.add(p));
+    events.push(ev);
+    for (const w of [...waiters]) {
+      if (w.match(ev)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        clearTimeout(w.timer);
+        w.resolve(ev);
+      }
+    }
+  });
+  const exited = new Promise((resolve) => {
+    child.on('exit', (code, signal) => resolve({ code, signal }));
+  });
+
+  function waitFor(match, timeout = 10000) {
+    const pred = typeof match === 'function' ? match : (ev) => ev.event === match;
+    const found = events.find(pred);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const w = { match: pred, resolve };
+      w.timer = setTimeout(() => {
+        waiters.splice(waiters.indexOf(w), 1);
+        reject(new Error(`timed out waiting in ${name} (${impl}); events: ${JSON.stringify(events)}; stderr: ${stderr}`));
+      }, timeout);
+      waiters.push(w);
+    });
+  }
+
+  async function waitExit(timeout = 10000) {
+    let timer;
+    const t = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${name} (${impl}) did not exit; events: ${JSON.stringify(events)}; stderr: ${stderr}`)), timeout);
+    });
+    try {
+      return await Promise.race([exited, t]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async function stop() {
+    for (const pid of pids) {
+      if (isAlive(pid)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // Already gone.
+        }
+      }
+    }
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 2000))]);
+  }
+
+  return {
+    child, events, pids, waitFor, waitExit, stop,
+    send: (msg) => child.stdin && child.stdin.write(`${JSON.stringify(msg)}\n`),
+    get stderr() { return stderr; },
+  };
+}
+
+// One HTTP GET on 127.0.0.1 with a fresh connection; resolves { status, body }.
+function get(port, { path: p = '/', timeout = 5000, headers = {}, host = '127.0.0.1' } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host, port, path: p, agent: false, headers }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => { body += c; });
+      res.on('end', () => resolve({ status: res.statusCode, body, headers: res.headers }));
+    });
+    req.setTimeout(timeout, () => req.destroy(new Error('request timed out')));
+    req.on('error', reject);
+  });
+}
+
+module.exports = { ROOT, FIXTURES, IMPLS, startCluster, get, isAlive };
