@@ -31,13 +31,13 @@ fn take_fd(fd: i32) -> Result<OwnedFd> {
 }
 
 /// A new control channel: `[primaryEnd, workerEnd]`, both CLOEXEC.
-#[napi]
+#[napi(catch_unwind)]
 pub fn control_pair() -> Result<Vec<i32>> {
     let (a, b) = crate::channel::pair().map_err(io_to_napi)?;
     Ok(vec![a.into_raw_fd(), b.into_raw_fd()])
 }
 
-#[napi]
+#[napi(catch_unwind)]
 pub fn close_fd(fd: i32) -> Result<()> {
     drop(take_fd(fd)?);
     Ok(())
@@ -45,14 +45,14 @@ pub fn close_fd(fd: i32) -> Result<()> {
 
 /// Makes an inherited fd (the worker's end of the channel) close-on-exec so
 /// the worker's own children never inherit it.
-#[napi]
+#[napi(catch_unwind)]
 pub fn set_cloexec(fd: i32) -> Result<()> {
     crate::channel::set_cloexec(fd).map_err(io_to_napi)
 }
 
 /// A fresh unbound socket of `kind` ('tcp' or 'pipe'), for learning Node's
 /// handle constructors.
-#[napi]
+#[napi(catch_unwind)]
 pub fn probe_socket(kind: String) -> Result<i32> {
     crate::sockets::probe_socket(&kind).map_err(io_to_napi)
 }
@@ -78,7 +78,7 @@ pub struct PrimaryReactor {
 #[napi]
 impl PrimaryReactor {
     /// `policy`: 1 = SCHED_NONE, 2 = SCHED_RR (Node's constants).
-    #[napi(constructor)]
+    #[napi(constructor, catch_unwind)]
     pub fn new(
         policy: u32,
         #[napi(ts_arg_type = "(event: PrimaryEvent) => void")] on_event: Function<
@@ -98,11 +98,14 @@ impl PrimaryReactor {
         } else {
             Policy::RoundRobin
         };
-        let sink = Box::new(move |e: Event| {
-            let Event::WorkerError { id, error } = e;
+        let sink = Arc::new(move |e: Event| {
+            let (kind, worker_id, error) = match e {
+                Event::WorkerError { id, error } => ("workerError", id, error),
+                Event::Fatal { error } => ("fatal", 0, error),
+            };
             let ev = PrimaryEvent {
-                kind: "workerError".into(),
-                worker_id: id,
+                kind: kind.into(),
+                worker_id,
                 code: error.code().into(),
                 message: error.to_string(),
             };
@@ -129,7 +132,7 @@ impl PrimaryReactor {
     }
 
     /// Takes ownership of the primary's end of a worker's channel.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn add_worker(&self, id: u32, fd: i32) -> Result<()> {
         self.send(Command::AddWorker {
             id,
@@ -137,25 +140,25 @@ impl PrimaryReactor {
         })
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn stop_routing(&self, id: u32) -> Result<()> {
         self.send(Command::StopRouting { id })
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn worker_exited(&self, id: u32) -> Result<()> {
         self.send(Command::WorkerExited { id })
     }
 
     /// Connections a worker may hold unacknowledged (default 8).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn set_window(&self, window: u32) -> Result<()> {
         self.send(Command::SetWindow {
             window: window as usize,
         })
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn close(&mut self) {
         if let Some(mut p) = self.inner.take() {
             p.shutdown();
@@ -174,7 +177,7 @@ impl WorkerChannel {
     /// `conns` is shared with Rust: each batch writes `[handle, seq, fd]` per
     /// connection; JS overwrites the fd slot with 1 (accepted) or 0 and calls
     /// `ack(n)`. `callback(nConns, replies, error)` runs once per batch.
-    #[napi(constructor)]
+    #[napi(constructor, catch_unwind)]
     pub fn new(
         env: Env,
         fd: i32,
@@ -189,34 +192,34 @@ impl WorkerChannel {
     }
 
     /// Sends a `queryServer` (JSON of `protocol::Query`).
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn query(&mut self, json: String) -> Result<()> {
         let q: Query = serde_json::from_str(&json)
             .map_err(|e| napi::Error::new(Status::InvalidArg, format!("bad query: {e}")))?;
         self.inner.query(&q).map_err(to_js_error)
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn close_handle(&mut self, handle: u32) -> Result<()> {
         self.inner.close_handle(handle).map_err(to_js_error)
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn ack(&mut self, n: u32) -> Result<()> {
         self.inner.ack(n as usize).map_err(to_js_error)
     }
 
-    #[napi(js_name = "ref")]
+    #[napi(js_name = "ref", catch_unwind)]
     pub fn do_ref(&mut self) {
         self.inner.set_ref(true);
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn unref(&mut self) {
         self.inner.set_ref(false);
     }
 
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn close(&mut self) {
         self.inner.close();
     }

@@ -35,6 +35,9 @@ pub enum Error {
     Io(#[from] io::Error),
     #[error("the control channel is closed")]
     Closed,
+    /// A bug in rs-cluster: caught at the boundary so it never unwinds into Node.
+    #[error("internal error in rs-cluster: {0}")]
+    Panic(String),
 }
 
 impl Error {
@@ -44,6 +47,7 @@ impl Error {
             Error::Protocol(_) => "ERR_RS_CLUSTER_PROTOCOL",
             Error::Io(e) => errno_code(e.raw_os_error().unwrap_or(0)),
             Error::Closed => "ERR_IPC_CHANNEL_CLOSED",
+            Error::Panic(_) => "ERR_RS_CLUSTER_INTERNAL",
         }
     }
 }
@@ -81,4 +85,15 @@ pub fn errno_code(errno: i32) -> &'static str {
 /// The negative errno libuv would report for this failure.
 pub fn uv_errno(e: &io::Error) -> i32 {
     -e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+impl Error {
+    pub fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Error {
+        let text = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".into());
+        Error::Panic(text)
+    }
 }

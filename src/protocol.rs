@@ -452,4 +452,61 @@ mod tests {
             );
         }
     }
+
+    /// Hostile input: valid frames mutated at random, random bytes, random
+    /// chunking and stray fds. The decoder may refuse, never panic or hang.
+    #[test]
+    fn mutated_and_random_input_never_panics() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rand = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut valid = Vec::new();
+        encode_hello(&mut valid);
+        encode_query(&mut valid, &query());
+        encode_new_conns(&mut valid, &[Conn { handle: 1, seq: 2 }]);
+        encode_acks(
+            &mut valid,
+            [Ack {
+                seq: 2,
+                accepted: true,
+            }]
+            .into_iter(),
+        );
+        encode_close(&mut valid, 3);
+        for round in 0..20_000 {
+            let mut bytes = if round % 4 == 0 {
+                (0..rand() % 64).map(|_| rand() as u8).collect()
+            } else {
+                valid.clone()
+            };
+            for _ in 0..(rand() % 4) {
+                if !bytes.is_empty() {
+                    let at = rand() as usize % bytes.len();
+                    bytes[at] = rand() as u8;
+                }
+            }
+            if rand() % 3 == 0 {
+                bytes.truncate(rand() as usize % (bytes.len() + 1));
+            }
+            let mut d = Decoder::default();
+            let mut fds = (0..rand() % 3).map(|_| fd()).collect::<Vec<_>>();
+            let mut rest = &bytes[..];
+            'feed: while !rest.is_empty() {
+                let n = 1 + rand() as usize % rest.len();
+                d.push(&rest[..n], fds.drain(..));
+                rest = &rest[n..];
+                for _ in 0..100 {
+                    match d.next_frame() {
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(_) => break 'feed,
+                    }
+                }
+            }
+        }
+    }
 }

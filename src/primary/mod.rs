@@ -53,9 +53,11 @@ pub enum Command {
 pub enum Event {
     /// A worker broke the protocol or its channel failed; it has been cut off.
     WorkerError { id: u32, error: Error },
+    /// The reactor itself failed; no more connections are routed.
+    Fatal { error: Error },
 }
 
-pub type EventSink = Box<dyn Fn(Event) + Send>;
+pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
 
 pub struct Inbox {
     commands: Mutex<Vec<Command>>,

@@ -61,7 +61,20 @@ impl Reactor {
         }
     }
 
-    pub fn run(mut self) {
+    /// Runs until shutdown. A panic (a bug) is reported instead of silently
+    /// ending the thread, so the app learns its cluster stopped routing.
+    pub fn run(self) {
+        let sink = self.sink.clone();
+        if let Err(payload) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop()))
+        {
+            sink(Event::Fatal {
+                error: Error::from_panic(payload),
+            });
+        }
+    }
+
+    fn run_loop(mut self) {
         let mut targets: Vec<Target> = Vec::new();
         let mut pollfds: Vec<libc::pollfd> = Vec::new();
         loop {

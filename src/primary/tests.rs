@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::fd::OwnedFd;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use super::*;
@@ -109,7 +109,7 @@ impl FakeWorker {
 fn start(window: usize) -> (Primary, mpsc::Receiver<Event>) {
     let (tx, rx) = mpsc::channel();
     let tx = std::sync::Mutex::new(tx);
-    let sink: EventSink = Box::new(move |e| {
+    let sink: EventSink = Arc::new(move |e| {
         let _ = tx.lock().unwrap().send(e);
     });
     let p = Primary::start(
@@ -289,6 +289,7 @@ fn garbage_cuts_off_only_the_sender() {
             assert_eq!(id, 2);
             assert_eq!(error.code(), "ERR_RS_CLUSTER_PROTOCOL");
         }
+        Event::Fatal { error } => panic!("reactor failed: {error}"),
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {

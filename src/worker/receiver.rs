@@ -310,9 +310,18 @@ enum Drained {
 }
 
 unsafe extern "C" fn on_poll(handle: *mut c_void, status: c_int, _events: c_int) {
-    // JS may re-enter this receiver (ack, close) from inside `deliver`, so no
-    // Rust reference to Inner is held across a call into JS.
     let inner: *mut Inner = *(handle as *mut *mut Inner);
+    // A panic must not unwind into libuv: it becomes the receiver's error.
+    let caught =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| poll_ready(inner, status)));
+    if let Err(payload) = caught {
+        finish(inner, Error::from_panic(payload));
+    }
+}
+
+/// JS may re-enter this receiver (ack, close) from inside `deliver`, so no
+/// Rust reference to Inner is held across a call into JS.
+unsafe fn poll_ready(inner: *mut Inner, status: c_int) {
     loop {
         if (*inner).closed {
             return;
