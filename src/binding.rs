@@ -6,9 +6,7 @@ use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
-use napi::threadsafe_function::{
-    ThreadsafeFunction, ThreadsafeFunctionCallMode, UnknownReturnValue,
-};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode, UnknownReturnValue};
 use napi_derive::napi;
 
 use crate::error::Error;
@@ -22,10 +20,7 @@ pub fn to_js_error(e: Error) -> napi::Error {
 
 fn take_fd(fd: i32) -> Result<OwnedFd> {
     if fd < 0 {
-        return Err(napi::Error::new(
-            Status::InvalidArg,
-            "EBADF: invalid file descriptor",
-        ));
+        return Err(napi::Error::new(Status::InvalidArg, "EBADF: invalid file descriptor"));
     }
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -65,8 +60,7 @@ pub struct PrimaryEvent {
     pub message: String,
 }
 
-type EventFn =
-    ThreadsafeFunction<PrimaryEvent, UnknownReturnValue, PrimaryEvent, Status, false, true>;
+type EventFn = ThreadsafeFunction<PrimaryEvent, UnknownReturnValue, PrimaryEvent, Status, false, true>;
 
 /// The primary's reactor thread. Its event callback is weak: it never keeps
 /// the primary alive (the workers' IPC channels do that, as in Node).
@@ -81,10 +75,7 @@ impl PrimaryReactor {
     #[napi(constructor, catch_unwind)]
     pub fn new(
         policy: u32,
-        #[napi(ts_arg_type = "(event: PrimaryEvent) => void")] on_event: Function<
-            PrimaryEvent,
-            UnknownReturnValue,
-        >,
+        #[napi(ts_arg_type = "(event: PrimaryEvent) => void")] on_event: Function<PrimaryEvent, UnknownReturnValue>,
     ) -> Result<Self> {
         let tsfn: Arc<EventFn> = Arc::new(
             on_event
@@ -93,11 +84,7 @@ impl PrimaryReactor {
                 .weak::<true>()
                 .build()?,
         );
-        let policy = if policy == 1 {
-            Policy::None
-        } else {
-            Policy::RoundRobin
-        };
+        let policy = if policy == 1 { Policy::None } else { Policy::RoundRobin };
         let sink = Arc::new(move |e: Event| {
             let (kind, worker_id, error) = match e {
                 Event::WorkerError { id, error } => ("workerError", id, error),
@@ -116,9 +103,7 @@ impl PrimaryReactor {
             window: DEFAULT_WINDOW,
         };
         let primary = Primary::start(config, sink).map_err(io_to_napi)?;
-        Ok(PrimaryReactor {
-            inner: Some(primary),
-        })
+        Ok(PrimaryReactor { inner: Some(primary) })
     }
 
     fn send(&self, c: Command) -> Result<()> {
@@ -134,10 +119,7 @@ impl PrimaryReactor {
     /// Takes ownership of the primary's end of a worker's channel.
     #[napi(catch_unwind)]
     pub fn add_worker(&self, id: u32, fd: i32) -> Result<()> {
-        self.send(Command::AddWorker {
-            id,
-            fd: take_fd(fd)?,
-        })
+        self.send(Command::AddWorker { id, fd: take_fd(fd)? })
     }
 
     #[napi(catch_unwind)]
@@ -182,9 +164,7 @@ impl WorkerChannel {
         env: Env,
         fd: i32,
         #[napi(ts_arg_type = "Int32Array")] conns: Unknown,
-        #[napi(
-            ts_arg_type = "(nConns: number, replies: string[] | null, error: Error | null) => void"
-        )]
+        #[napi(ts_arg_type = "(nConns: number, replies: string[] | null, error: Error | null) => void")]
         callback: Unknown,
     ) -> Result<Self> {
         let inner = unsafe { Receiver::new(env.raw(), fd, conns.raw(), callback.raw())? };
@@ -194,8 +174,8 @@ impl WorkerChannel {
     /// Sends a `queryServer` (JSON of `protocol::Query`).
     #[napi(catch_unwind)]
     pub fn query(&mut self, json: String) -> Result<()> {
-        let q: Query = serde_json::from_str(&json)
-            .map_err(|e| napi::Error::new(Status::InvalidArg, format!("bad query: {e}")))?;
+        let q: Query =
+            serde_json::from_str(&json).map_err(|e| napi::Error::new(Status::InvalidArg, format!("bad query: {e}")))?;
         self.inner.query(&q).map_err(to_js_error)
     }
 

@@ -144,10 +144,7 @@ impl Channel {
                     let mut fds = Vec::new();
                     for c in msg.cmsgs().map_err(io::Error::from)? {
                         if let ControlMessageOwned::ScmRights(list) = c {
-                            fds.extend(
-                                list.into_iter()
-                                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-                            );
+                            fds.extend(list.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
                         }
                     }
                     let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
@@ -161,10 +158,7 @@ impl Channel {
             }
         }
         if truncated {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "control message truncated",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "control message truncated"));
         }
         if bytes == 0 && fds.is_empty() {
             return Ok(Received::Eof);
@@ -196,22 +190,33 @@ mod tests {
         let (a, mut b) = (Channel::new(a).unwrap(), Channel::new(b).unwrap());
         let (x, _y) = std::os::unix::net::UnixStream::pair().unwrap();
         let mut out = Vec::new();
-        encode_new_conns(&mut out, &[Conn { handle: 3, seq: 1 }]);
+        encode_new_conns(
+            &mut out,
+            &[Conn {
+                handle: 3,
+                seq: 1,
+                slot: 0,
+            }],
+        );
         encode_close(&mut out, 3);
         assert_eq!(a.send(&out, &[x.as_raw_fd()]).unwrap(), out.len());
         let mut dec = Decoder::default();
         assert!(matches!(b.recv(&mut dec).unwrap(), Received::Data));
         match dec.next_frame().unwrap() {
             Some(Frame::NewConn(c)) => {
-                assert_eq!(c[0].0, Conn { handle: 3, seq: 1 });
+                assert_eq!(
+                    c[0].0,
+                    Conn {
+                        handle: 3,
+                        seq: 1,
+                        slot: 0
+                    }
+                );
                 assert!(is_cloexec(c[0].1.as_raw_fd()));
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            dec.next_frame().unwrap(),
-            Some(Frame::Close { handle: 3 })
-        ));
+        assert!(matches!(dec.next_frame().unwrap(), Some(Frame::Close { handle: 3 })));
         assert!(matches!(b.recv(&mut dec).unwrap(), Received::WouldBlock));
         drop(a);
         assert!(matches!(b.recv(&mut dec).unwrap(), Received::Eof));

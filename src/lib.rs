@@ -4,6 +4,7 @@
 //! JavaScript sees, and `worker::receiver` is the one place that uses libuv.
 
 pub mod binding;
+pub mod board;
 pub mod channel;
 pub mod error;
 pub mod primary;

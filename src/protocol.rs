@@ -37,6 +37,7 @@ enum Kind {
     NewConn = 4,
     Ack = 5,
     Close = 6,
+    Board = 7,
 }
 
 impl Kind {
@@ -48,6 +49,7 @@ impl Kind {
             4 => Kind::NewConn,
             5 => Kind::Ack,
             6 => Kind::Close,
+            7 => Kind::Board,
             _ => return None,
         })
     }
@@ -116,13 +118,16 @@ pub struct Reply {
     pub data: serde_json::Value,
 }
 
-/// A connection handed to a worker: which server it is for, and the ticket
-/// the worker acknowledges it with.
+/// A connection handed to a worker: which server it is for, the ticket the
+/// worker acknowledges it with, and its slot on the claim board (`board.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conn {
     pub handle: u32,
     pub seq: u32,
+    pub slot: u16,
 }
+
+const CONN_BYTES: usize = 10;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ack {
@@ -132,12 +137,21 @@ pub struct Ack {
 
 #[derive(Debug)]
 pub enum Frame {
-    Hello { version: u16 },
+    Hello {
+        version: u16,
+    },
     Query(Query),
-    Reply { reply: Reply, fd: Option<OwnedFd> },
+    Reply {
+        reply: Reply,
+        fd: Option<OwnedFd>,
+    },
     NewConn(Vec<(Conn, OwnedFd)>),
     Ack(Vec<Ack>),
-    Close { handle: u32 },
+    Close {
+        handle: u32,
+    },
+    /// The worker's claim board (shared memory), sent once before any connection.
+    Board(OwnedFd),
 }
 
 fn header(out: &mut Vec<u8>, kind: Kind, body_len: usize) {
@@ -167,11 +181,17 @@ pub fn encode_reply(out: &mut Vec<u8>, r: &Reply) {
 
 /// One frame for a batch; the caller sends the batch's fds in the same order.
 pub fn encode_new_conns(out: &mut Vec<u8>, conns: &[Conn]) {
-    header(out, Kind::NewConn, conns.len() * 8);
+    header(out, Kind::NewConn, conns.len() * CONN_BYTES);
     for c in conns {
         out.extend_from_slice(&c.handle.to_le_bytes());
         out.extend_from_slice(&c.seq.to_le_bytes());
+        out.extend_from_slice(&c.slot.to_le_bytes());
     }
+}
+
+/// The board's fd is sent alongside by the caller.
+pub fn encode_board(out: &mut Vec<u8>) {
+    header(out, Kind::Board, 0);
 }
 
 pub fn encode_acks(out: &mut Vec<u8>, acks: impl ExactSizeIterator<Item = Ack>) {
@@ -266,14 +286,18 @@ impl Decoder {
                 Ok(Frame::Reply { reply, fd })
             }
             Kind::NewConn => {
-                if body.is_empty() || !body.len().is_multiple_of(8) || body.len() / 8 > MAX_BATCH {
+                if body.is_empty() || !body.len().is_multiple_of(CONN_BYTES) || body.len() / CONN_BYTES > MAX_BATCH {
                     return Err(ProtocolError::BadBody("newconn"));
                 }
-                let n = body.len() / 8;
+                let n = body.len() / CONN_BYTES;
                 let fds = self.take_fds(n)?;
-                let conns = (0..n).map(|i| Conn {
-                    handle: u32_at(body, i * 8),
-                    seq: u32_at(body, i * 8 + 4),
+                let conns = (0..n).map(|i| {
+                    let at = i * CONN_BYTES;
+                    Conn {
+                        handle: u32_at(body, at),
+                        seq: u32_at(body, at + 4),
+                        slot: u16::from_le_bytes([body[at + 8], body[at + 9]]),
+                    }
                 });
                 Ok(Frame::NewConn(conns.zip(fds).collect()))
             }
@@ -286,6 +310,12 @@ impl Decoder {
                     accepted: c[4] != 0,
                 });
                 Ok(Frame::Ack(acks.collect()))
+            }
+            Kind::Board => {
+                if !body.is_empty() {
+                    return Err(ProtocolError::BadBody("board"));
+                }
+                Ok(Frame::Board(self.take_fds(1)?.pop().expect("one fd taken")))
             }
             Kind::Close => {
                 if body.len() != 4 {
@@ -332,15 +362,23 @@ mod tests {
         encode_query(&mut out, &query());
         encode_new_conns(
             &mut out,
-            &[Conn { handle: 1, seq: 2 }, Conn { handle: 1, seq: 3 }],
+            &[
+                Conn {
+                    handle: 1,
+                    seq: 2,
+                    slot: 0,
+                },
+                Conn {
+                    handle: 1,
+                    seq: 3,
+                    slot: 1,
+                },
+            ],
         );
         encode_acks(
             &mut out,
             [
-                Ack {
-                    seq: 2,
-                    accepted: true,
-                },
+                Ack { seq: 2, accepted: true },
                 Ack {
                     seq: 3,
                     accepted: false,
@@ -362,7 +400,14 @@ mod tests {
         match d.next_frame().unwrap() {
             Some(Frame::NewConn(c)) => {
                 assert_eq!(c.len(), 2);
-                assert_eq!(c[1].0, Conn { handle: 1, seq: 3 });
+                assert_eq!(
+                    c[1].0,
+                    Conn {
+                        handle: 1,
+                        seq: 3,
+                        slot: 1
+                    }
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -376,10 +421,7 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            d.next_frame().unwrap(),
-            Some(Frame::Close { handle: 9 })
-        ));
+        assert!(matches!(d.next_frame().unwrap(), Some(Frame::Close { handle: 9 })));
         assert!(d.next_frame().unwrap().is_none());
     }
 
@@ -435,7 +477,8 @@ mod tests {
             (vec![1, 0, 0, 0, 99], 0),
             (vec![2, 0, 0, 0, 1, 0], 0),
             (vec![2, 0, 0, 0, 2, b'{'], 0),
-            (vec![9, 0, 0, 0, 4, 1, 0, 0, 0, 1, 0, 0, 0], 0),
+            (vec![11, 0, 0, 0, 4, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0], 0),
+            (vec![1, 0, 0, 0, 7], 0),
             (vec![5, 0, 0, 0, 6, 0, 0, 0, 0], 1),
         ];
         for (bytes, nfds) in cases {
@@ -446,10 +489,7 @@ mod tests {
                 Ok(None) => None,
                 Err(e) => Some(Err(e)),
             });
-            assert!(
-                outcome.into_iter().any(|r| r.is_err()),
-                "accepted {bytes:?}"
-            );
+            assert!(outcome.into_iter().any(|r| r.is_err()), "accepted {bytes:?}");
         }
     }
 
@@ -467,15 +507,15 @@ mod tests {
         let mut valid = Vec::new();
         encode_hello(&mut valid);
         encode_query(&mut valid, &query());
-        encode_new_conns(&mut valid, &[Conn { handle: 1, seq: 2 }]);
-        encode_acks(
+        encode_new_conns(
             &mut valid,
-            [Ack {
+            &[Conn {
+                handle: 1,
                 seq: 2,
-                accepted: true,
-            }]
-            .into_iter(),
+                slot: 0,
+            }],
         );
+        encode_acks(&mut valid, [Ack { seq: 2, accepted: true }].into_iter());
         encode_close(&mut valid, 3);
         for round in 0..20_000 {
             let mut bytes = if round % 4 == 0 {

@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{
-    bind, getsockname, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag,
-    SockType, SockaddrStorage, UnixAddr,
+    bind, getsockname, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType,
+    SockaddrStorage, UnixAddr,
 };
 
 use crate::protocol::{Family, SockName};
@@ -50,9 +50,7 @@ fn ip_socket(ip: IpAddr, port: u16, ty: SockType, flags: u32, reuse: bool) -> io
 }
 
 fn parse_ip(address: &str) -> io::Result<IpAddr> {
-    address
-        .parse()
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+    address.parse().map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
 fn port_u16(port: i32) -> io::Result<u16> {
@@ -65,31 +63,12 @@ pub fn bind_tcp(address: Option<&str>, port: i32, flags: u32) -> io::Result<Owne
     let port = port_u16(port)?;
     match address {
         Some(a) => ip_socket(parse_ip(a)?, port, SockType::Stream, flags, true),
-        None => ip_socket(
-            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-            port,
-            SockType::Stream,
-            flags,
-            true,
-        )
-        .or_else(|_| {
-            ip_socket(
-                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                port,
-                SockType::Stream,
-                flags,
-                true,
-            )
-        }),
+        None => ip_socket(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port, SockType::Stream, flags, true)
+            .or_else(|_| ip_socket(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port, SockType::Stream, flags, true)),
     }
 }
 
-pub fn bind_udp(
-    address: Option<&str>,
-    port: i32,
-    family: Family,
-    flags: u32,
-) -> io::Result<OwnedFd> {
+pub fn bind_udp(address: Option<&str>, port: i32, family: Family, flags: u32) -> io::Result<OwnedFd> {
     let ip = match (address, family) {
         (Some(a), _) => parse_ip(a)?,
         (None, Family::Udp6) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -217,8 +196,7 @@ mod tests {
     #[test]
     fn pipe_chmod_adds_bits() {
         use std::os::unix::fs::PermissionsExt;
-        let path =
-            std::env::temp_dir().join(format!("rs-cluster-test-{}.sock", std::process::id()));
+        let path = std::env::temp_dir().join(format!("rs-cluster-test-{}.sock", std::process::id()));
         let p = path.to_str().unwrap();
         let _ = std::fs::remove_file(p);
         let _fd = bind_pipe(p, true, true).unwrap();

@@ -88,10 +88,7 @@ impl Handles {
     /// on first use. On error nothing is stored, so another worker may retry.
     pub fn get_or_create(&mut self, q: &Query, policy: Policy) -> io::Result<&mut Handle> {
         if let Some(id) = self.by_key.get(&q.key) {
-            return Ok(self
-                .map
-                .get_mut(id)
-                .expect("key table and handle map agree"));
+            return Ok(self.map.get_mut(id).expect("key table and handle map agree"));
         }
         let round_robin = policy == Policy::RoundRobin && !q.family.is_udp();
         let (kind, sockname) = if round_robin {
@@ -107,8 +104,7 @@ impl Handles {
         };
         self.next_id = self.next_id.wrapping_add(1).max(1);
         let id = self.next_id;
-        let unlink = (q.family == Family::Pipe)
-            .then(|| PathBuf::from(q.address.clone().unwrap_or_default()));
+        let unlink = (q.family == Family::Pipe).then(|| PathBuf::from(q.address.clone().unwrap_or_default()));
         let handle = Handle {
             id,
             key: q.key.clone(),
@@ -199,10 +195,7 @@ mod tests {
             let h = t.get_or_create(&q("a", 0), Policy::RoundRobin).unwrap();
             h.sockname.as_ref().unwrap().port as i32
         };
-        let err = t
-            .get_or_create(&q("b", port), Policy::RoundRobin)
-            .err()
-            .unwrap();
+        let err = t.get_or_create(&q("b", port), Policy::RoundRobin).err().unwrap();
         assert_eq!(err.raw_os_error(), Some(libc::EADDRINUSE));
         assert_eq!(t.map.len(), 1);
     }

@@ -4,9 +4,12 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Instant;
+
+use crate::board::{Board, SLOTS};
 
 use crate::channel::Channel;
-use crate::protocol::{encode_new_conns, Conn, Decoder, MAX_BATCH};
+use crate::protocol::{encode_board, encode_new_conns, Conn, Decoder, MAX_BATCH};
 
 /// A connection sent to a worker. The primary keeps its copy of the fd until
 /// the worker acknowledges it: if the worker refuses it or dies first, the
@@ -15,6 +18,8 @@ pub struct InFlight {
     pub handle: u32,
     pub fd: OwnedFd,
     pub refused_by: Vec<u32>,
+    pub slot: u16,
+    pub sent_at: Instant,
 }
 
 pub enum Flushed {
@@ -37,11 +42,21 @@ pub struct Link {
     /// but its acknowledgements are still read until its channel closes.
     pub routing: bool,
     pub greeted: bool,
+    pub board: Board,
+    free_slots: Vec<u16>,
+    /// Set when a connection had to be revoked from this worker; cleared by
+    /// its next acknowledgement. A stalled worker gets nothing new.
+    pub stalled: bool,
 }
 
 impl Link {
-    pub fn new(chan: Channel) -> Link {
-        Link {
+    /// The worker's claim board goes out first, before any connection.
+    pub fn new(chan: Channel) -> io::Result<Link> {
+        let board = Board::create()?;
+        let mut hello = Vec::new();
+        encode_board(&mut hello);
+        let board_fd = board.fd().try_clone()?;
+        let mut link = Link {
             chan,
             dec: Decoder::default(),
             inflight: HashMap::new(),
@@ -50,11 +65,71 @@ impl Link {
             outbox: VecDeque::new(),
             routing: true,
             greeted: false,
-        }
+            board,
+            free_slots: (0..SLOTS as u16).rev().collect(),
+            stalled: false,
+        };
+        link.send_control(hello, Some(board_fd))?;
+        Ok(link)
     }
 
     pub fn has_room(&self, window: usize) -> bool {
-        self.routing && self.greeted && !self.wants_write() && self.inflight.len() < window
+        self.routing
+            && self.greeted
+            && !self.stalled
+            && !self.wants_write()
+            && !self.free_slots.is_empty()
+            && self.inflight.len() < window
+    }
+
+    /// Records a connection for this round's batch; its fd stays ours until acknowledged.
+    pub fn assign(&mut self, seq: u32, handle: u32, fd: OwnedFd, refused_by: Vec<u32>, now: Instant) {
+        let slot = self.free_slots.pop().expect("has_room checked for a free slot");
+        self.board.mark_sent(slot, seq);
+        self.inflight.insert(
+            seq,
+            InFlight {
+                handle,
+                fd,
+                refused_by,
+                slot,
+                sent_at: now,
+            },
+        );
+        self.batch.push(Conn { handle, seq, slot });
+    }
+
+    /// The worker answered for `seq`: the slot is free again.
+    pub fn settle(&mut self, seq: u32) -> Option<InFlight> {
+        let inflight = self.inflight.remove(&seq)?;
+        self.free_slots.push(inflight.slot);
+        self.stalled = false;
+        Some(inflight)
+    }
+
+    /// Takes back every connection sent before `deadline` that the worker has
+    /// not claimed yet. Those it claimed in the meantime stay with it.
+    pub fn revoke_older_than(&mut self, deadline: Instant, out: &mut Vec<InFlight>) {
+        let stale: Vec<u32> = self
+            .inflight
+            .iter()
+            .filter(|(_, i)| i.sent_at < deadline)
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in stale {
+            let slot = self.inflight[&seq].slot;
+            if self.board.revoke(slot, seq) {
+                let inflight = self.inflight.remove(&seq).expect("listed above");
+                self.free_slots.push(inflight.slot);
+                self.stalled = true;
+                out.push(inflight);
+            }
+        }
+    }
+
+    /// When the oldest unacknowledged connection was sent.
+    pub fn oldest_sent(&self) -> Option<Instant> {
+        self.inflight.values().map(|i| i.sent_at).min()
     }
 
     pub fn wants_write(&self) -> bool {
@@ -99,11 +174,7 @@ impl Link {
     }
 
     /// Sends this round's conns, `MAX_BATCH` per `sendmsg`.
-    pub fn flush_batch(
-        &mut self,
-        scratch: &mut Vec<u8>,
-        fds: &mut Vec<i32>,
-    ) -> io::Result<Flushed> {
+    pub fn flush_batch(&mut self, scratch: &mut Vec<u8>, fds: &mut Vec<i32>) -> io::Result<Flushed> {
         while !self.batch.is_empty() {
             if self.wants_write() {
                 return Ok(Flushed::Blocked(self.take_back_batch()));
@@ -112,11 +183,7 @@ impl Link {
             scratch.clear();
             fds.clear();
             encode_new_conns(scratch, &self.batch[..n]);
-            fds.extend(
-                self.batch[..n]
-                    .iter()
-                    .map(|c| self.inflight[&c.seq].fd.as_raw_fd()),
-            );
+            fds.extend(self.batch[..n].iter().map(|c| self.inflight[&c.seq].fd.as_raw_fd()));
             match self.chan.send(scratch, fds) {
                 Ok(sent) => {
                     self.unsent.extend_from_slice(&scratch[sent..]);
@@ -135,7 +202,11 @@ impl Link {
         let batch = std::mem::take(&mut self.batch);
         batch
             .into_iter()
-            .filter_map(|c| self.inflight.remove(&c.seq).map(|i| (c, i)))
+            .filter_map(|c| {
+                let i = self.inflight.remove(&c.seq)?;
+                self.free_slots.push(i.slot);
+                Some((c, i))
+            })
             .collect()
     }
 }

@@ -89,11 +89,7 @@ impl Primary {
     }
 
     pub fn send(&self, c: Command) {
-        self.inbox
-            .commands
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(c);
+        self.inbox.commands.lock().unwrap_or_else(|p| p.into_inner()).push(c);
         // A full wake socket already has a wakeup pending: nothing is lost.
         let _ = (&self.wake_tx).write(&[1]);
     }

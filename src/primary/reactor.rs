@@ -19,12 +19,17 @@ use crate::error::{uv_errno, Error, ProtocolError};
 use crate::protocol::{encode_reply, Ack, Frame, Query, Reply, VERSION};
 
 use super::handles::{Handles, Kind};
-use super::link::{Flushed, InFlight, Link};
+use super::link::{Flushed, Link};
 use super::round_robin::{Accepted, Queued};
 use super::{Command, Config, Event, EventSink, Inbox};
 
 /// How long accepting pauses after the process ran out of fds.
 const OUT_OF_FDS_PAUSE: Duration = Duration::from_millis(20);
+
+/// A connection a worker has not even read after this long is taken back
+/// and given to another worker (see `board.rs`). A busy but healthy worker
+/// reads its channel every loop turn, far more often than this.
+const STALL: Duration = Duration::from_millis(100);
 
 enum Target {
     Wake,
@@ -65,9 +70,7 @@ impl Reactor {
     /// ending the thread, so the app learns its cluster stopped routing.
     pub fn run(self) {
         let sink = self.sink.clone();
-        if let Err(payload) =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop()))
-        {
+        if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop())) {
             sink(Event::Fatal {
                 error: Error::from_panic(payload),
             });
@@ -79,8 +82,7 @@ impl Reactor {
         let mut pollfds: Vec<libc::pollfd> = Vec::new();
         loop {
             let timeout = self.build_poll_set(&mut targets, &mut pollfds);
-            let n =
-                unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout) };
+            let n = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout) };
             if n < 0 {
                 if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
                     continue;
@@ -108,7 +110,30 @@ impl Reactor {
                     }
                 }
             }
+            self.revoke_stalled();
             self.dispatch_queued();
+        }
+    }
+
+    /// Connections unread by a stalled worker go back on their handle's queue.
+    fn revoke_stalled(&mut self) {
+        let Some(deadline) = Instant::now().checked_sub(STALL) else {
+            return;
+        };
+        let mut taken = Vec::new();
+        for link in self.links.values_mut() {
+            if link.oldest_sent().is_some_and(|t| t < deadline) {
+                link.revoke_older_than(deadline, &mut taken);
+            }
+        }
+        for inflight in taken {
+            self.requeue(
+                inflight.handle,
+                Queued {
+                    fd: inflight.fd,
+                    refused_by: inflight.refused_by,
+                },
+            );
         }
     }
 
@@ -117,11 +142,7 @@ impl Reactor {
     fn build_poll_set(&self, targets: &mut Vec<Target>, pollfds: &mut Vec<libc::pollfd>) -> i32 {
         targets.clear();
         pollfds.clear();
-        let pollfd = |fd: i32, events: i16| libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        };
+        let pollfd = |fd: i32, events: i16| libc::pollfd { fd, events, revents: 0 };
         targets.push(Target::Wake);
         pollfds.push(pollfd(self.wake_rx.as_raw_fd(), libc::POLLIN));
         let now = Instant::now();
@@ -143,6 +164,10 @@ impl Reactor {
             }
         }
         for (&id, link) in &self.links {
+            if let Some(sent) = link.oldest_sent() {
+                let ms = (sent + STALL).saturating_duration_since(now).as_millis() as i32 + 1;
+                timeout = if timeout < 0 { ms } else { timeout.min(ms) };
+            }
             let events = if link.wants_write() {
                 libc::POLLIN | libc::POLLOUT
             } else {
@@ -155,34 +180,23 @@ impl Reactor {
     }
 
     fn any_room(&self, workers: &[u32]) -> bool {
-        workers.iter().any(|w| {
-            self.links
-                .get(w)
-                .is_some_and(|l| l.has_room(self.config.window))
-        })
+        workers
+            .iter()
+            .any(|w| self.links.get(w).is_some_and(|l| l.has_room(self.config.window)))
     }
 
     /// Returns false on shutdown.
     fn take_commands(&mut self) -> bool {
         let mut buf = [0u8; 64];
         while matches!(self.wake_rx.read(&mut buf), Ok(n) if n > 0) {}
-        let commands = std::mem::take(
-            &mut *self
-                .inbox
-                .commands
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
+        let commands = std::mem::take(&mut *self.inbox.commands.lock().unwrap_or_else(|p| p.into_inner()));
         for c in commands {
             match c {
-                Command::AddWorker { id, fd } => match Channel::new(fd) {
-                    Ok(chan) => {
-                        self.links.insert(id, Link::new(chan));
+                Command::AddWorker { id, fd } => match Channel::new(fd).and_then(Link::new) {
+                    Ok(link) => {
+                        self.links.insert(id, link);
                     }
-                    Err(e) => (self.sink)(Event::WorkerError {
-                        id,
-                        error: e.into(),
-                    }),
+                    Err(e) => (self.sink)(Event::WorkerError { id, error: e.into() }),
                 },
                 Command::StopRouting { id } => self.stop_routing(id),
                 Command::WorkerExited { id } => {
@@ -251,7 +265,7 @@ impl Reactor {
                 self.handles.leave(handle, id);
                 Ok(())
             }
-            Frame::Hello { .. } | Frame::Reply { .. } | Frame::NewConn(_) => {
+            Frame::Hello { .. } | Frame::Reply { .. } | Frame::NewConn(_) | Frame::Board(_) => {
                 Err(ProtocolError::WrongDirection.into())
             }
         }
@@ -309,8 +323,7 @@ impl Reactor {
         for a in acks {
             let link = self.links.get_mut(&id).ok_or(Error::Closed)?;
             let inflight = link
-                .inflight
-                .remove(&a.seq)
+                .settle(a.seq)
                 .ok_or(ProtocolError::BadBody("ack for a connection never sent"))?;
             if !a.accepted {
                 let mut refused_by = inflight.refused_by;
@@ -412,21 +425,11 @@ impl Reactor {
         };
         let links = &mut self.links;
         let touched = &mut self.touched;
+        let now = Instant::now();
         let mut assign = |links: &mut HashMap<u32, Link>, w: u32, fd, refused_by, seq: &mut u32| {
             *seq = seq.wrapping_add(1);
             let link = links.get_mut(&w).expect("picked workers have links");
-            link.inflight.insert(
-                *seq,
-                InFlight {
-                    handle: id,
-                    fd,
-                    refused_by,
-                },
-            );
-            link.batch.push(crate::protocol::Conn {
-                handle: id,
-                seq: *seq,
-            });
+            link.assign(*seq, id, fd, refused_by, now);
             if !touched.contains(&w) {
                 touched.push(w);
             }
@@ -454,9 +457,7 @@ impl Reactor {
                 match rr.accept() {
                     Ok(Accepted::Conn(fd)) => {
                         let w = rr
-                            .pick(&h.workers, |w| {
-                                links.get(&w).is_some_and(|l| l.has_room(window))
-                            })
+                            .pick(&h.workers, |w| links.get(&w).is_some_and(|l| l.has_room(window)))
                             .expect("a worker with room exists");
                         assign(links, w, fd, Vec::new(), &mut self.next_seq);
                     }

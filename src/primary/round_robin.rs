@@ -63,9 +63,7 @@ impl RoundRobin {
                 Ok(fd) => return Ok(Accepted::Conn(fd)),
                 Err(e) => match e.raw_os_error() {
                     Some(libc::EAGAIN) => return Ok(Accepted::Drained),
-                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
-                        return Ok(Accepted::OutOfFds)
-                    }
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => return Ok(Accepted::OutOfFds),
                     // The peer gave up between SYN and accept, or a signal: try the next one.
                     Some(libc::EINTR | libc::ECONNABORTED | libc::EPROTO | libc::EPERM) => continue,
                     _ => return Err(e),
@@ -81,14 +79,7 @@ impl RoundRobin {
 
 #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
 fn accept_cloexec(fd: i32) -> io::Result<OwnedFd> {
-    let r = unsafe {
-        libc::accept4(
-            fd,
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            libc::SOCK_CLOEXEC,
-        )
-    };
+    let r = unsafe { libc::accept4(fd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -15,9 +15,7 @@ pub struct Shared {
 impl Shared {
     pub fn bind(q: &Query) -> io::Result<Shared> {
         let fd = match q.family {
-            Family::Udp4 | Family::Udp6 => {
-                sockets::bind_udp(q.address.as_deref(), q.port, q.family, q.flags)?
-            }
+            Family::Udp4 | Family::Udp6 => sockets::bind_udp(q.address.as_deref(), q.port, q.family, q.flags)?,
             _ => super::handles::bind_stream(q)?,
         };
         Ok(Shared { fd })

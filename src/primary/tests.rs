@@ -8,14 +8,14 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::board::Board;
 use crate::channel::{pair, Channel, Received};
-use crate::protocol::{
-    encode_acks, encode_close, encode_hello, encode_query, Ack, Decoder, Family, Frame, Query,
-};
+use crate::protocol::{encode_acks, encode_close, encode_hello, encode_query, Ack, Decoder, Family, Frame, Query};
 
 struct FakeWorker {
     chan: Channel,
     dec: Decoder,
+    board: Option<Board>,
 }
 
 impl FakeWorker {
@@ -25,6 +25,7 @@ impl FakeWorker {
         let w = FakeWorker {
             chan: Channel::new(theirs).unwrap(),
             dec: Decoder::default(),
+            board: None,
         };
         let mut out = Vec::new();
         encode_hello(&mut out);
@@ -57,12 +58,14 @@ impl FakeWorker {
         self.send(&out);
     }
 
-    /// The next frame, waiting up to 5 s.
+    /// The next frame but the claim board (kept), waiting up to 5 s.
     fn next(&mut self) -> Frame {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            if let Some(f) = self.dec.next_frame().unwrap() {
-                return f;
+            match self.dec.next_frame().unwrap() {
+                Some(Frame::Board(fd)) => self.board = Some(Board::map(fd).unwrap()),
+                Some(f) => return f,
+                None => {}
             }
             match self.chan.recv(&mut self.dec).unwrap() {
                 Received::Data => {}
@@ -81,6 +84,8 @@ impl FakeWorker {
         while got.len() < n {
             match self.next() {
                 Frame::NewConn(conns) => {
+                    let board = self.board.as_ref().expect("the board comes first");
+                    let conns: Vec<_> = conns.into_iter().filter(|(c, _)| board.claim(c.slot, c.seq)).collect();
                     let mut out = Vec::new();
                     encode_acks(
                         &mut out,
@@ -167,11 +172,7 @@ fn round_robin_spreads_connections_evenly() {
     let clients: Vec<_> = (0..10).map(|i| client(port, i)).collect();
     let got_a = a.take_conns(5, true);
     let got_b = b.take_conns(5, true);
-    let mut tags: Vec<u8> = got_a
-        .iter()
-        .chain(&got_b)
-        .map(|(_, fd)| read_tag(fd))
-        .collect();
+    let mut tags: Vec<u8> = got_a.iter().chain(&got_b).map(|(_, fd)| read_tag(fd)).collect();
     tags.sort();
     assert_eq!(tags, (0..10).collect::<Vec<_>>());
     drop(clients);
@@ -208,6 +209,7 @@ fn a_worker_that_dies_before_acking_loses_nothing() {
     // Wait until a holds its connection, then die without acknowledging it.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !matches!(a.dec.next_frame(), Ok(Some(Frame::NewConn(_)))) {
+        // (the claim board arrives first and is skipped here)
         let _ = a.chan.recv(&mut a.dec);
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(2));
@@ -230,16 +232,20 @@ fn the_window_caps_unacknowledged_connections() {
     let deadline = Instant::now() + Duration::from_millis(300);
     while Instant::now() < deadline {
         let _ = a.chan.recv(&mut a.dec);
-        while let Ok(Some(Frame::NewConn(c))) = a.dec.next_frame() {
-            held.extend(c);
+        while let Ok(Some(frame)) = a.dec.next_frame() {
+            match frame {
+                Frame::Board(fd) => a.board = Some(Board::map(fd).unwrap()),
+                Frame::NewConn(c) => {
+                    let board = a.board.as_ref().unwrap();
+                    assert!(c.iter().all(|(c, _)| board.claim(c.slot, c.seq)));
+                    held.extend(c);
+                }
+                _ => {}
+            }
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert_eq!(
-        held.len(),
-        2,
-        "only the window is handed out before any ack"
-    );
+    assert_eq!(held.len(), 2, "only the window is handed out before any ack");
     let mut out = Vec::new();
     encode_acks(
         &mut out,
@@ -312,21 +318,48 @@ fn every_fd_the_core_opens_is_cloexec() {
     let _c = client(port, 1);
     let _held = a.take_conns(1, true);
     for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
-        let fd: i32 = entry
-            .unwrap()
-            .file_name()
-            .to_string_lossy()
-            .parse()
-            .unwrap();
+        let fd: i32 = entry.unwrap().file_name().to_string_lossy().parse().unwrap();
         let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
         // Only sockets are ours: the harness may inherit other fds (and the
         // directory listing's own fd reads as closed by now).
         let what = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default();
         if flags >= 0 && what.to_string_lossy().starts_with("socket:") {
-            assert!(
-                flags & libc::FD_CLOEXEC != 0,
-                "fd {fd} ({what:?}) is not CLOEXEC"
-            );
+            assert!(flags & libc::FD_CLOEXEC != 0, "fd {fd} ({what:?}) is not CLOEXEC");
         }
     }
+}
+
+#[test]
+fn a_stalled_worker_loses_the_connections_it_never_read() {
+    let (p, _events) = start(8);
+    let mut a = FakeWorker::join(&p, 1);
+    let mut b = FakeWorker::join(&p, 2);
+    a.query("k", 0);
+    let port = a.reply().sockname.unwrap().port;
+    b.query("k", 0);
+    b.reply();
+    // a stops reading: whatever was sent to it is revoked and served by b.
+    let _clients: Vec<_> = (0..6).map(|i| client(port, i)).collect();
+    let got = b.take_conns(6, true);
+    let mut tags: Vec<u8> = got.iter().map(|(_, fd)| read_tag(fd)).collect();
+    tags.sort();
+    assert_eq!(tags, (0..6).collect::<Vec<_>>());
+    // When a wakes up, its stale copies fail to claim: nothing is served twice.
+    let deadline = Instant::now() + Duration::from_millis(300);
+    let mut claimed = 0;
+    while Instant::now() < deadline {
+        let _ = a.chan.recv(&mut a.dec);
+        while let Ok(Some(frame)) = a.dec.next_frame() {
+            match frame {
+                Frame::Board(fd) => a.board = Some(Board::map(fd).unwrap()),
+                Frame::NewConn(c) => {
+                    let board = a.board.as_ref().unwrap();
+                    claimed += c.iter().filter(|(c, _)| board.claim(c.slot, c.seq)).count();
+                }
+                _ => {}
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(claimed, 0);
 }

@@ -17,11 +17,10 @@ use std::ptr;
 use napi::sys;
 use once_cell::sync::OnceCell;
 
+use crate::board::Board;
 use crate::channel::{Channel, Received};
 use crate::error::{Error, ProtocolError};
-use crate::protocol::{
-    encode_acks, encode_close, encode_hello, encode_query, Ack, Decoder, Frame, Query,
-};
+use crate::protocol::{encode_acks, encode_close, encode_hello, encode_query, Ack, Decoder, Frame, Query};
 
 const UV_POLL: c_int = 8;
 const UV_READABLE: c_int = 1;
@@ -80,10 +79,7 @@ fn uv_check(r: c_int) -> io::Result<()> {
 
 fn napi_check(s: sys::napi_status) -> napi::Result<()> {
     if s != sys::Status::napi_ok {
-        return Err(napi::Error::new(
-            napi::Status::GenericFailure,
-            "N-API call failed",
-        ));
+        return Err(napi::Error::new(napi::Status::GenericFailure, "N-API call failed"));
     }
     Ok(())
 }
@@ -95,6 +91,8 @@ struct Inner {
     /// None once closed: the fd is closed as soon as polling stops.
     chan: Option<Channel>,
     dec: Decoder,
+    /// Where this worker claims each connection before taking it (`board.rs`).
+    board: Option<Board>,
     uv_handle: *mut c_void,
     callback: sys::napi_ref,
     async_ctx: sys::napi_async_context,
@@ -163,12 +161,7 @@ impl Receiver {
             &mut name,
         ))?;
         let mut async_ctx = ptr::null_mut();
-        napi_check(sys::napi_async_init(
-            env,
-            ptr::null_mut(),
-            name,
-            &mut async_ctx,
-        ))?;
+        napi_check(sys::napi_async_init(env, ptr::null_mut(), name, &mut async_ctx))?;
 
         let mut loop_ = ptr::null_mut();
         napi_check(sys::napi_get_uv_event_loop(env, &mut loop_))?;
@@ -182,6 +175,7 @@ impl Receiver {
             env,
             chan: Some(chan),
             dec: Decoder::default(),
+            board: None,
             uv_handle,
             callback: cb_ref,
             async_ctx,
@@ -196,12 +190,7 @@ impl Receiver {
         });
         uv_check((uv.poll_init)(loop_ as *mut c_void, uv_handle, raw_fd)).map_err(io_to_napi)?;
         *(uv_handle as *mut *mut c_void) = &mut *inner as *mut Inner as *mut c_void;
-        uv_check((uv.poll_start)(
-            uv_handle,
-            UV_READABLE | UV_DISCONNECT,
-            on_poll,
-        ))
-        .map_err(io_to_napi)?;
+        uv_check((uv.poll_start)(uv_handle, UV_READABLE | UV_DISCONNECT, on_poll)).map_err(io_to_napi)?;
         Ok(Receiver { inner })
     }
 
@@ -312,8 +301,7 @@ enum Drained {
 unsafe extern "C" fn on_poll(handle: *mut c_void, status: c_int, _events: c_int) {
     let inner: *mut Inner = *(handle as *mut *mut Inner);
     // A panic must not unwind into libuv: it becomes the receiver's error.
-    let caught =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| poll_ready(inner, status)));
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| poll_ready(inner, status)));
     if let Err(payload) = caught {
         finish(inner, Error::from_panic(payload));
     }
@@ -393,17 +381,28 @@ fn drain(inner: &mut Inner) -> Result<Drained, Error> {
                     v["fd"] = fd.map(|f| f.into_raw_fd()).unwrap_or(-1).into();
                     inner.replies.push(v.to_string());
                 }
+                Frame::Board(fd) => {
+                    if inner.board.is_some() {
+                        return Err(ProtocolError::BadBody("second claim board").into());
+                    }
+                    inner.board = Some(Board::map(fd)?);
+                }
                 Frame::NewConn(conns) => {
                     if conns.len() > inner.conns_cap - inner.conns_len {
-                        return Err(ProtocolError::BadBody(
-                            "newconn batch larger than the receive buffer",
-                        )
-                        .into());
+                        return Err(ProtocolError::BadBody("newconn batch larger than the receive buffer").into());
                     }
-                    let buf = unsafe {
-                        std::slice::from_raw_parts_mut(inner.conns_ptr, inner.conns_cap * 3)
-                    };
+                    let board = inner
+                        .board
+                        .as_ref()
+                        .ok_or(ProtocolError::BadBody("newconn before the claim board"))?;
+                    let buf = unsafe { std::slice::from_raw_parts_mut(inner.conns_ptr, inner.conns_cap * 3) };
                     for (c, fd) in conns {
+                        // Revoked while this worker was not reading: another
+                        // worker has it now; dropping our copy closes nothing
+                        // of theirs.
+                        if !board.claim(c.slot, c.seq) {
+                            continue;
+                        }
                         let slot = inner.conns_len * 3;
                         buf[slot] = c.handle as i32;
                         buf[slot + 1] = c.seq as i32;
@@ -441,9 +440,7 @@ unsafe fn deliver(inner: *mut Inner, error: Option<Error>) {
         return;
     }
     let mut func = ptr::null_mut();
-    if sys::napi_get_reference_value(env, (*inner).callback, &mut func) == sys::Status::napi_ok
-        && !func.is_null()
-    {
+    if sys::napi_get_reference_value(env, (*inner).callback, &mut func) == sys::Status::napi_ok && !func.is_null() {
         let _ = call_js(env, (*inner).async_ctx, func, n, &replies, error);
     }
     sys::napi_close_handle_scope(env, scope);
@@ -462,11 +459,7 @@ unsafe fn call_js(
     if replies.is_empty() {
         napi_check(sys::napi_get_null(env, &mut argv[1]))?;
     } else {
-        napi_check(sys::napi_create_array_with_length(
-            env,
-            replies.len(),
-            &mut argv[1],
-        ))?;
+        napi_check(sys::napi_create_array_with_length(env, replies.len(), &mut argv[1]))?;
         for (i, r) in replies.iter().enumerate() {
             let mut s = ptr::null_mut();
             napi_check(sys::napi_create_string_utf8(
