@@ -1,0 +1,3 @@
+// expect: TS2322 — cluster.fork() returns a Worker, not a string.
+import cluster from 'rs-cluster';
+export const name: string = cluster.fork();

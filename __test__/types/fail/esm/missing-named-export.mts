@@ -1,0 +1,3 @@
+// expect: TS2305 — there is no forkAll export.
+import { forkAll } from 'rs-cluster';
+forkAll();

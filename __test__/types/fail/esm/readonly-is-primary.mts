@@ -1,0 +1,3 @@
+// expect: TS2540 — isPrimary is read-only.
+import cluster from 'rs-cluster';
+cluster.isPrimary = false;
