@@ -13,7 +13,7 @@ const messages = require('./messages');
 const native = require('./native');
 const handles = require('./handles');
 const builtin = require('./builtin');
-const { WORKER_ENV, CHANNEL_ENV } = require('./env');
+const { WORKER_ENV, CHANNEL_ENV, PRELOAD_ENV } = require('./env');
 
 const cluster = new EventEmitter();
 cluster.isWorker = true;
@@ -80,12 +80,15 @@ function getServer(obj, options, cb) {
 
   const seq = ++querySeq;
   const family = familyOf(options);
+  const udp = family === 'udp4' || family === 'udp6';
   const query = {
     seq,
     key: `${indexesKey}:${index}`,
     family,
     address: typeof address === 'string' ? address : null,
-    port: intOr(options.port, -1),
+    // dgram leaves the port as given (bind() without one: undefined) and
+    // binds `port || 0`, as Node's primary does.
+    port: udp ? Math.trunc(+options.port) || 0 : intOr(options.port, -1),
     fd: intOr(options.fd, -1),
     flags: options.flags | 0,
     backlog: options.backlog | 0,
@@ -312,6 +315,14 @@ function setup() {
   // Our children are not workers of this cluster.
   delete process.env[WORKER_ENV];
   delete process.env[CHANNEL_ENV];
+  // primary.js preloaded us through NODE_OPTIONS: restore the worker's own.
+  const ownOptions = process.env[PRELOAD_ENV];
+  if (ownOptions !== undefined) {
+    delete process.env[PRELOAD_ENV];
+    const own = JSON.parse(ownOptions);
+    if (own === null) delete process.env.NODE_OPTIONS;
+    else process.env.NODE_OPTIONS = own;
+  }
 
   native.setCloexec(fd);
   channel = new native.WorkerChannel(fd, conns, onBatch);

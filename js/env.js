@@ -5,4 +5,6 @@ module.exports = {
   WORKER_ENV: 'RS_CLUSTER_WORKER_ID',
   // The stdio index of the worker's end of the control channel.
   CHANNEL_ENV: 'RS_CLUSTER_CHANNEL_FD',
+  // The worker's own NODE_OPTIONS, saved while ours preloads rs-cluster.
+  PRELOAD_ENV: 'RS_CLUSTER_NODE_OPTIONS',
 };

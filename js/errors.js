@@ -48,4 +48,11 @@ function protocolError(code, message) {
   return makeNodeError(Error, code, message);
 }
 
-module.exports = { badPort, validatePort, protocolError, describe };
+// What Node's internal `assert` throws.
+function internalAssertion(message) {
+  return makeNodeError(Error, 'ERR_INTERNAL_ASSERTION', `${message}\n` +
+    'This is caused by either a bug in Node.js or incorrect usage of Node.js internals.\n' +
+    'Please open an issue with this stack trace at https://github.com/nodejs/node/issues\n');
+}
+
+module.exports = { badPort, validatePort, protocolError, internalAssertion, describe };

@@ -7,9 +7,9 @@ const EventEmitter = require('node:events');
 const { fork: forkProcess } = require('node:child_process');
 const Worker = require('./worker');
 const messages = require('./messages');
-const { badPort, validatePort } = require('./errors');
+const { badPort, validatePort, internalAssertion } = require('./errors');
 const native = require('./native');
-const { WORKER_ENV, CHANNEL_ENV } = require('./env');
+const { WORKER_ENV, CHANNEL_ENV, PRELOAD_ENV } = require('./env');
 
 const SCHED_NONE = 1;
 const SCHED_RR = 2;
@@ -39,8 +39,20 @@ let reactor = null;
 const INSPECT_ARG = /--inspect(?:-brk|-port)?|--debug-port/;
 let inspectPortOffset = 1;
 
+// Array-likes and non-string entries are handled as node:cluster handles them.
+const some = (list, fn) => Array.prototype.some.call(list, fn);
+const startsWith = (value, prefix) => String.prototype.startsWith.call(value, prefix);
+
+// Decided once per execArgv array, as node:cluster does: flags pushed onto
+// the same array after a fork do not change the answer.
+const inspectorUse = new WeakMap();
 function usesInspector(execArgv) {
-  return execArgv.some((a) => INSPECT_ARG.test(a)) || INSPECT_ARG.test(process.env.NODE_OPTIONS || '');
+  let uses = inspectorUse.get(execArgv);
+  if (uses === undefined) {
+    uses = some(execArgv, (a) => INSPECT_ARG.test(a)) || INSPECT_ARG.test(process.env.NODE_OPTIONS || '');
+    inspectorUse.set(execArgv, uses);
+  }
+  return uses;
 }
 
 // Each worker gets its own inspector port, counting up from the primary's.
@@ -71,18 +83,17 @@ cluster.setupPrimary = function setupPrimary(options) {
     ...options,
   };
   // V8 profiles of several processes in one file are unusable.
-  if (settings.execArgv.some((a) => a.startsWith('--prof')) &&
-      !settings.execArgv.some((a) => a.startsWith('--logfile='))) {
+  if (some(settings.execArgv, (a) => startsWith(a, '--prof')) &&
+      !some(settings.execArgv, (a) => startsWith(a, '--logfile='))) {
     settings.execArgv = [...settings.execArgv, '--logfile=v8-%p.log'];
   }
   cluster.settings = settings;
   if (!initialized) {
     initialized = true;
     schedulingPolicy = cluster.schedulingPolicy;
+    // The bad value stays frozen, as in node:cluster (which then shares handles).
     if (schedulingPolicy !== SCHED_NONE && schedulingPolicy !== SCHED_RR) {
-      const err = new Error(`Bad cluster.schedulingPolicy: ${schedulingPolicy}`);
-      err.code = 'ERR_INTERNAL_ASSERTION';
-      throw err;
+      throw internalAssertion(`Bad cluster.schedulingPolicy: ${schedulingPolicy}`);
     }
   }
   process.nextTick(emitSetup, settings);
@@ -91,16 +102,23 @@ cluster.setupMaster = cluster.setupPrimary;
 
 function getReactor() {
   if (reactor === null) {
-    reactor = new native.PrimaryReactor(schedulingPolicy, onReactorEvent);
+    // Anything but SCHED_RR shares handles, as node:cluster does.
+    reactor = new native.PrimaryReactor(schedulingPolicy === SCHED_RR ? SCHED_RR : SCHED_NONE, onReactorEvent);
   }
   return reactor;
 }
 
-// A worker broke the control protocol; the reactor has already cut it off.
+// A worker broke the control protocol (the reactor has already cut it off),
+// or the reactor itself failed ('fatal').
 function onReactorEvent(event) {
-  const worker = cluster.workers[event.workerId];
   const err = new Error(event.message);
   err.code = event.code;
+  if (event.kind === 'fatal') {
+    if (cluster.listenerCount('error') > 0) cluster.emit('error', err);
+    else process.emitWarning(`rs-cluster: ${event.message}`, { code: event.code });
+    return;
+  }
+  const worker = cluster.workers[event.workerId];
   if (worker && worker.listenerCount('error') > 0) {
     worker.emit('error', err);
   } else {
@@ -110,34 +128,55 @@ function onReactorEvent(event) {
   }
 }
 
+const STDIO_STRINGS = new Set(['pipe', 'ignore', 'inherit', 'overlapped']);
+
 // Our control channel rides after Node's stdio entries (including 'ipc').
+// Anything else is read as child_process.fork reads it: a string names all
+// three streams, and a value that is neither string nor array means the
+// default chosen by `silent`.
 function stdioWith(channelFd) {
   const { stdio, silent } = cluster.settings;
   let base;
   if (Array.isArray(stdio)) {
     base = [...stdio];
   } else if (typeof stdio === 'string') {
+    // An unknown string goes to fork as is, which rejects it with its own error.
+    if (!STDIO_STRINGS.has(stdio)) return { stdio, index: -1 };
     base = [stdio, stdio, stdio, 'ipc'];
-  } else if (stdio === undefined) {
-    base = silent ? ['pipe', 'pipe', 'pipe', 'ipc'] : ['inherit', 'inherit', 'inherit', 'ipc'];
   } else {
-    return { stdio, index: -1 };
+    base = silent ? ['pipe', 'pipe', 'pipe', 'ipc'] : ['inherit', 'inherit', 'inherit', 'ipc'];
   }
   const index = base.length;
   base.push(channelFd);
   return { stdio: base, index };
 }
 
+// Every worker loads rs-cluster before its own code, as Node sets up its
+// worker at bootstrap: a worker script that never mentions cluster still
+// goes online, and its servers are still shared. NODE_OPTIONS carries the
+// preload so the worker's execArgv (and our spawnargs) stay node:cluster's;
+// child.js puts the worker's own NODE_OPTIONS back from PRELOAD_ENV at once.
+const PRELOAD = `--require "${require.resolve('./index.js').replace(/["\\]/g, '\\$&')}"`;
+
+function addPreload(workerEnv) {
+  const own = workerEnv.NODE_OPTIONS;
+  workerEnv[PRELOAD_ENV] = JSON.stringify(own === undefined ? null : `${own}`);
+  workerEnv.NODE_OPTIONS = own === undefined || `${own}` === '' ? PRELOAD : `${own} ${PRELOAD}`;
+  return workerEnv;
+}
+
 function createWorkerProcess(id, env, channelFd) {
+  // Spread from `cluster.settings` itself: a non-iterable fails with the same
+  // TypeError text as node:cluster's.
+  const execArgv = [...cluster.settings.execArgv];
   const settings = cluster.settings;
-  const execArgv = [...settings.execArgv];
   if (settings.inspectPort === null) throw badPort('Port', null, true);
   if (usesInspector(settings.execArgv)) {
     execArgv.push(`--inspect-port=${nextInspectPort(settings.inspectPort)}`);
   }
   const { stdio, index } = stdioWith(channelFd);
   // Never NODE_UNIQUE_ID: that would start Node's own cluster worker.
-  const workerEnv = { ...process.env, ...env, [WORKER_ENV]: `${id}`, [CHANNEL_ENV]: `${index}` };
+  const workerEnv = addPreload({ ...process.env, ...env, [WORKER_ENV]: `${id}`, [CHANNEL_ENV]: `${index}` });
   return forkProcess(settings.exec, settings.args, {
     cwd: settings.cwd,
     env: workerEnv,

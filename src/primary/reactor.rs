@@ -31,6 +31,12 @@ const OUT_OF_FDS_PAUSE: Duration = Duration::from_millis(20);
 /// reads its channel every loop turn, far more often than this.
 const STALL: Duration = Duration::from_millis(100);
 
+/// The worker's end of the channel is closed: that is the worker's exit,
+/// which Node reports through 'exit', not as an error.
+fn peer_gone(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET))
+}
+
 enum Target {
     Wake,
     Listener(u32),
@@ -196,6 +202,8 @@ impl Reactor {
                     Ok(link) => {
                         self.links.insert(id, link);
                     }
+                    // Already exited (it could not even start): its 'exit' says so.
+                    Err(e) if peer_gone(&e) => {}
                     Err(e) => (self.sink)(Event::WorkerError { id, error: e.into() }),
                 },
                 Command::StopRouting { id } => self.stop_routing(id),
@@ -215,6 +223,7 @@ impl Reactor {
         match result {
             Ok(true) => {}
             Ok(false) => self.drop_link(id),
+            Err(Error::Io(e)) if peer_gone(&e) => self.drop_link(id),
             Err(error) => {
                 (self.sink)(Event::WorkerError { id, error });
                 self.drop_link(id);
@@ -390,8 +399,7 @@ impl Reactor {
     }
 
     fn fail_link(&mut self, id: u32, error: io::Error) {
-        // A write error means the worker's end is gone: the same as its exit.
-        if !matches!(error.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET)) {
+        if !peer_gone(&error) {
             (self.sink)(Event::WorkerError {
                 id,
                 error: error.into(),
