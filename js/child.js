@@ -7,6 +7,7 @@
 // `WorkerChannel`) and enter Node's server through its own `onconnection`.
 
 const EventEmitter = require('node:events');
+const os = require('node:os');
 const path = require('node:path');
 const Worker = require('./worker');
 const messages = require('./messages');
@@ -132,6 +133,8 @@ function onReply(reply) {
   dropRef();
   if (typeof p.obj._setServerData === 'function') p.obj._setServerData(reply.data);
   if (reply.errno) return p.cb(reply.errno, null);
+  // The listening fd was dropped by the kernel: this process is out of fds.
+  if (reply.shared && reply.fd < 0) return p.cb(-os.constants.errno.EMFILE, null);
   if (reply.shared) return listenShared(p, reply);
   listenRoundRobin(p, reply);
 }
@@ -214,7 +217,9 @@ function listenRoundRobin(p, reply) {
 function onConnections(n) {
   for (let i = 0; i < n; i++) {
     const entry = servers.get(conns[3 * i]);
-    let ok = entry !== undefined && entry.rr === true && typeof entry.handle.onconnection === 'function';
+    // fd -1: this process had no fd to spare; the primary re-routes it.
+    let ok = conns[3 * i + 2] >= 0 && entry !== undefined && entry.rr === true &&
+      typeof entry.handle.onconnection === 'function';
     if (ok && entry.obj.maxConnections != null) {
       let taken = 0;
       for (let j = 0; j < i; j++) if (batchEntries[j] === entry) taken++;
@@ -235,7 +240,7 @@ function onConnections(n) {
     const fd = batchFds[i];
     batchEntries[i] = null;
     if (entry === null) {
-      native.closeFd(fd);
+      if (fd >= 0) native.closeFd(fd);
       continue;
     }
     try {

@@ -4,11 +4,11 @@
 //! and the worker it forked can reach it. Every fd it creates or receives is
 //! close-on-exec, so nothing leaks into a worker's own child processes.
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
 use crate::protocol::{Decoder, MAX_BATCH};
 
@@ -130,42 +130,69 @@ impl Channel {
         }
     }
 
-    /// One `recvmsg` into `dec`. Received fds are CLOEXEC before anyone sees them.
+    /// One `recvmsg` into `dec`. Received fds are CLOEXEC before anyone
+    /// sees them. If the fds did not all fit (this process is out of fds, or
+    /// the peer sent more than any frame carries), the ones that arrived are
+    /// kept and the decoder is told some went missing.
     pub fn recv(&mut self, dec: &mut Decoder) -> io::Result<Received> {
-        let mut cmsg = nix::cmsg_space!([RawFd; MAX_BATCH + 4]);
-        let raw = self.fd.as_raw_fd();
-        let mut iov = [IoSliceMut::new(&mut self.rbuf)];
-        let (bytes, fds, truncated) = loop {
-            match recvmsg::<()>(raw, &mut iov, Some(&mut cmsg), RECV_FLAGS) {
-                Err(Errno::EINTR) => continue,
-                Err(Errno::EAGAIN) => return Ok(Received::WouldBlock),
-                Err(e) => return Err(e.into()),
-                Ok(msg) => {
-                    let mut fds = Vec::new();
-                    for c in msg.cmsgs().map_err(io::Error::from)? {
-                        if let ControlMessageOwned::ScmRights(list) = c {
-                            fds.extend(list.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
-                        }
-                    }
-                    let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
-                    break (msg.bytes, fds, truncated);
-                }
+        // u64 words keep the control buffer aligned for cmsghdr.
+        let mut cmsg = [0u64; CMSG_WORDS];
+        let mut iov = libc::iovec {
+            iov_base: self.rbuf.as_mut_ptr() as *mut libc::c_void,
+            iov_len: self.rbuf.len(),
+        };
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cmsg.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = std::mem::size_of_val(&cmsg) as _;
+        let bytes = loop {
+            let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, RECV_FLAGS.bits()) };
+            if n >= 0 {
+                break n as usize;
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => return Ok(Received::WouldBlock),
+                _ => return Err(e),
             }
         };
+        let fds = unsafe { take_rights(&msg) };
         if !cfg!(any(target_os = "linux", target_os = "android")) {
             for fd in &fds {
                 set_cloexec(fd.as_raw_fd())?;
             }
         }
-        if truncated {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "control message truncated"));
-        }
-        if bytes == 0 && fds.is_empty() {
+        let truncated = msg.msg_flags & libc::MSG_CTRUNC != 0;
+        if bytes == 0 && fds.is_empty() && !truncated {
             return Ok(Received::Eof);
         }
-        dec.push(&iov[0][..bytes], fds);
+        dec.push(&self.rbuf[..bytes], fds, truncated);
         Ok(Received::Data)
     }
+}
+
+const CMSG_WORDS: usize = (MAX_BATCH + 8) * std::mem::size_of::<RawFd>() / 8 + 4;
+
+/// Every SCM_RIGHTS fd in a received message, owned.
+///
+/// # Safety
+/// `msg` must come from a successful `recvmsg` whose control buffer is alive.
+unsafe fn take_rights(msg: &libc::msghdr) -> Vec<OwnedFd> {
+    let mut fds = Vec::new();
+    let mut c = libc::CMSG_FIRSTHDR(msg);
+    while !c.is_null() {
+        if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+            let data = libc::CMSG_DATA(c) as *const RawFd;
+            let len = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+            for k in 0..len / std::mem::size_of::<RawFd>() {
+                fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(k))));
+            }
+        }
+        c = libc::CMSG_NXTHDR(msg, c);
+    }
+    fds
 }
 
 impl AsFd for Channel {
@@ -212,7 +239,7 @@ mod tests {
                         slot: 0
                     }
                 );
-                assert!(is_cloexec(c[0].1.as_raw_fd()));
+                assert!(is_cloexec(c[0].1.as_ref().unwrap().as_raw_fd()));
             }
             other => panic!("{other:?}"),
         }

@@ -129,10 +129,21 @@ pub struct Conn {
 
 const CONN_BYTES: usize = 10;
 
+/// What a worker did with a connection it was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not taken (server closed, `maxConnections`, no fd room): route it elsewhere.
+    Refused = 0,
+    Accepted = 1,
+    /// Revoked by the primary before this worker read it (`board.rs`); the
+    /// answer only tells the primary the worker is reading again.
+    Revoked = 2,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ack {
     pub seq: u32,
-    pub accepted: bool,
+    pub outcome: Outcome,
 }
 
 #[derive(Debug)]
@@ -141,11 +152,14 @@ pub enum Frame {
         version: u16,
     },
     Query(Query),
+    /// `fd` is None if the reply is not shared, or its fd could not be received.
     Reply {
         reply: Reply,
         fd: Option<OwnedFd>,
     },
-    NewConn(Vec<(Conn, OwnedFd)>),
+    /// A connection's fd is None when this process had no room for it: the
+    /// worker refuses it and the primary gives it to someone else.
+    NewConn(Vec<(Conn, Option<OwnedFd>)>),
     Ack(Vec<Ack>),
     Close {
         handle: u32,
@@ -198,7 +212,7 @@ pub fn encode_acks(out: &mut Vec<u8>, acks: impl ExactSizeIterator<Item = Ack>) 
     header(out, Kind::Ack, acks.len() * 5);
     for a in acks {
         out.extend_from_slice(&a.seq.to_le_bytes());
-        out.push(a.accepted as u8);
+        out.push(a.outcome as u8);
     }
 }
 
@@ -217,27 +231,59 @@ pub struct Decoder {
     buf: Vec<u8>,
     start: usize,
     fds: VecDeque<OwnedFd>,
+    /// The kernel dropped fds of the last message (no room for them here):
+    /// the next frame that carries fds is short of some.
+    lost_fds: bool,
+    /// The primary's decoder: nothing a worker sends carries fds.
+    refuse_fds: bool,
+    poisoned: bool,
 }
 
 impl Decoder {
-    pub fn push(&mut self, bytes: &[u8], fds: impl IntoIterator<Item = OwnedFd>) {
+    /// A decoder for the worker-to-primary direction, where any fd is an attack.
+    pub fn refusing_fds() -> Decoder {
+        Decoder {
+            refuse_fds: true,
+            ..Decoder::default()
+        }
+    }
+
+    /// Adds received bytes and fds; `truncated` if the kernel had to drop fds.
+    pub fn push(&mut self, bytes: &[u8], fds: impl IntoIterator<Item = OwnedFd>, truncated: bool) {
         if self.start > 0 && self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
         }
         self.buf.extend_from_slice(bytes);
+        let before = self.fds.len();
         self.fds.extend(fds);
+        if self.refuse_fds && (truncated || self.fds.len() > before) {
+            self.fds.clear();
+            self.poisoned = true;
+        }
+        self.lost_fds |= truncated;
     }
 
-    fn take_fds(&mut self, n: usize) -> Result<Vec<OwnedFd>, ProtocolError> {
-        if self.fds.len() < n {
+    /// Exactly `n` fds; after a truncated message the tail the kernel dropped
+    /// is None (it installs fds in order and drops the rest).
+    fn take_fds(&mut self, n: usize) -> Result<Vec<Option<OwnedFd>>, ProtocolError> {
+        if self.fds.len() < n && !self.lost_fds {
             return Err(ProtocolError::MissingFds);
         }
-        Ok(self.fds.drain(..n).collect())
+        let have = n.min(self.fds.len());
+        let mut out: Vec<Option<OwnedFd>> = self.fds.drain(..have).map(Some).collect();
+        if have < n {
+            out.resize_with(n, || None);
+            self.lost_fds = false;
+        }
+        Ok(out)
     }
 
     /// The next complete frame, `Ok(None)` if more bytes are needed.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, ProtocolError> {
+        if self.poisoned {
+            return Err(ProtocolError::UnexpectedFds);
+        }
         let avail = &self.buf[self.start..];
         if avail.len() < HEADER {
             return self.check_stray_fds(avail.is_empty()).map(|()| None);
@@ -279,7 +325,7 @@ impl Decoder {
             Kind::Reply => {
                 let reply: Reply = serde_json::from_slice(body)?;
                 let fd = if reply.shared && reply.errno == 0 {
-                    self.take_fds(1)?.pop()
+                    self.take_fds(1)?.pop().flatten()
                 } else {
                     None
                 };
@@ -305,17 +351,26 @@ impl Decoder {
                 if body.is_empty() || !body.len().is_multiple_of(5) {
                     return Err(ProtocolError::BadBody("ack"));
                 }
-                let acks = body.chunks_exact(5).map(|c| Ack {
-                    seq: u32_at(c, 0),
-                    accepted: c[4] != 0,
+                let acks = body.chunks_exact(5).map(|c| {
+                    let outcome = match c[4] {
+                        0 => Outcome::Refused,
+                        1 => Outcome::Accepted,
+                        2 => Outcome::Revoked,
+                        _ => return Err(ProtocolError::BadBody("ack")),
+                    };
+                    Ok(Ack {
+                        seq: u32_at(c, 0),
+                        outcome,
+                    })
                 });
-                Ok(Frame::Ack(acks.collect()))
+                Ok(Frame::Ack(acks.collect::<Result<_, _>>()?))
             }
             Kind::Board => {
                 if !body.is_empty() {
                     return Err(ProtocolError::BadBody("board"));
                 }
-                Ok(Frame::Board(self.take_fds(1)?.pop().expect("one fd taken")))
+                let fd = self.take_fds(1)?.pop().flatten();
+                Ok(Frame::Board(fd.ok_or(ProtocolError::MissingFds)?))
             }
             Kind::Close => {
                 if body.len() != 4 {
@@ -378,17 +433,20 @@ mod tests {
         encode_acks(
             &mut out,
             [
-                Ack { seq: 2, accepted: true },
+                Ack {
+                    seq: 2,
+                    outcome: Outcome::Accepted,
+                },
                 Ack {
                     seq: 3,
-                    accepted: false,
+                    outcome: Outcome::Refused,
                 },
             ]
             .into_iter(),
         );
         encode_close(&mut out, 9);
         let mut d = Decoder::default();
-        d.push(&out, [fd(), fd()]);
+        d.push(&out, [fd(), fd()], false);
         assert!(matches!(
             d.next_frame().unwrap(),
             Some(Frame::Hello { version: VERSION })
@@ -416,7 +474,7 @@ mod tests {
                 a[1],
                 Ack {
                     seq: 3,
-                    accepted: false
+                    outcome: Outcome::Refused
                 }
             ),
             other => panic!("{other:?}"),
@@ -433,7 +491,7 @@ mod tests {
         let mut d = Decoder::default();
         let mut got = Vec::new();
         for b in &out {
-            d.push(std::slice::from_ref(b), []);
+            d.push(std::slice::from_ref(b), [], false);
             while let Some(Frame::Close { handle }) = d.next_frame().unwrap() {
                 got.push(handle);
             }
@@ -456,7 +514,7 @@ mod tests {
         let f = fd();
         let raw = f.as_raw_fd();
         let mut d = Decoder::default();
-        d.push(&out, [f]);
+        d.push(&out, [f], false);
         match d.next_frame().unwrap() {
             Some(Frame::Reply {
                 reply: r,
@@ -480,10 +538,11 @@ mod tests {
             (vec![11, 0, 0, 0, 4, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0], 0),
             (vec![1, 0, 0, 0, 7], 0),
             (vec![5, 0, 0, 0, 6, 0, 0, 0, 0], 1),
+            (vec![6, 0, 0, 0, 5, 1, 0, 0, 0, 9], 0),
         ];
         for (bytes, nfds) in cases {
             let mut d = Decoder::default();
-            d.push(&bytes, (0..nfds).map(|_| fd()));
+            d.push(&bytes, (0..nfds).map(|_| fd()), false);
             let outcome = std::iter::from_fn(|| match d.next_frame() {
                 Ok(Some(_)) => Some(Ok(())),
                 Ok(None) => None,
@@ -515,7 +574,14 @@ mod tests {
                 slot: 0,
             }],
         );
-        encode_acks(&mut valid, [Ack { seq: 2, accepted: true }].into_iter());
+        encode_acks(
+            &mut valid,
+            [Ack {
+                seq: 2,
+                outcome: Outcome::Accepted,
+            }]
+            .into_iter(),
+        );
         encode_close(&mut valid, 3);
         for round in 0..20_000 {
             let mut bytes = if round % 4 == 0 {
@@ -537,7 +603,7 @@ mod tests {
             let mut rest = &bytes[..];
             'feed: while !rest.is_empty() {
                 let n = 1 + rand() as usize % rest.len();
-                d.push(&rest[..n], fds.drain(..));
+                d.push(&rest[..n], fds.drain(..), rand() % 8 == 0);
                 rest = &rest[n..];
                 for _ in 0..100 {
                     match d.next_frame() {
@@ -548,5 +614,39 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn fds_the_kernel_dropped_become_none_for_the_tail() {
+        let mut out = Vec::new();
+        let conns: Vec<Conn> = (0..3)
+            .map(|i| Conn {
+                handle: 1,
+                seq: i,
+                slot: i as u16,
+            })
+            .collect();
+        encode_new_conns(&mut out, &conns);
+        let mut d = Decoder::default();
+        d.push(&out, [fd()], true);
+        match d.next_frame().unwrap() {
+            Some(Frame::NewConn(c)) => {
+                let present: Vec<bool> = c.iter().map(|(_, f)| f.is_some()).collect();
+                assert_eq!(present, vec![true, false, false]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_primary_refuses_any_fd_from_a_worker() {
+        let mut out = Vec::new();
+        encode_close(&mut out, 1);
+        let mut d = Decoder::refusing_fds();
+        d.push(&out, [fd()], false);
+        assert!(matches!(d.next_frame(), Err(ProtocolError::UnexpectedFds)));
+        let mut d = Decoder::refusing_fds();
+        d.push(&out, [], true);
+        assert!(d.next_frame().is_err(), "a truncated (fd flood) message is refused too");
     }
 }

@@ -45,7 +45,8 @@ pub struct Link {
     pub board: Board,
     free_slots: Vec<u16>,
     /// Set when a connection had to be revoked from this worker; cleared by
-    /// its next acknowledgement. A stalled worker gets nothing new.
+    /// its next acknowledgement (a revoked connection is answered too, once
+    /// the worker reads it). A stalled worker gets nothing new.
     pub stalled: bool,
 }
 
@@ -58,7 +59,7 @@ impl Link {
         let board_fd = board.fd().try_clone()?;
         let mut link = Link {
             chan,
-            dec: Decoder::default(),
+            dec: Decoder::refusing_fds(),
             inflight: HashMap::new(),
             batch: Vec::new(),
             unsent: Vec::new(),

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::channel::{Channel, Received};
 use crate::error::{uv_errno, Error, ProtocolError};
-use crate::protocol::{encode_reply, Ack, Frame, Query, Reply, VERSION};
+use crate::protocol::{encode_reply, Ack, Frame, Outcome, Query, Reply, VERSION};
 
 use super::handles::{Handles, Kind};
 use super::link::{Flushed, Link};
@@ -127,8 +127,15 @@ impl Reactor {
             return;
         };
         let mut taken = Vec::new();
+        let ready = self
+            .links
+            .values()
+            .filter(|l| l.routing && l.greeted && !l.stalled)
+            .count();
         for link in self.links.values_mut() {
-            if link.oldest_sent().is_some_and(|t| t < deadline) {
+            // Only worth it if someone else can take them.
+            let others = ready - usize::from(link.routing && link.greeted && !link.stalled);
+            if others > 0 && link.oldest_sent().is_some_and(|t| t < deadline) {
                 link.revoke_older_than(deadline, &mut taken);
             }
         }
@@ -331,10 +338,14 @@ impl Reactor {
     fn on_acks(&mut self, id: u32, acks: &[Ack]) -> Result<(), Error> {
         for a in acks {
             let link = self.links.get_mut(&id).ok_or(Error::Closed)?;
+            if a.outcome == Outcome::Revoked {
+                link.stalled = false;
+                continue;
+            }
             let inflight = link
                 .settle(a.seq)
                 .ok_or(ProtocolError::BadBody("ack for a connection never sent"))?;
-            if !a.accepted {
+            if a.outcome == Outcome::Refused {
                 let mut refused_by = inflight.refused_by;
                 refused_by.push(id);
                 self.requeue(

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::board::Board;
 use crate::channel::{pair, Channel, Received};
-use crate::protocol::{encode_acks, encode_close, encode_hello, encode_query, Ack, Decoder, Family, Frame, Query};
+use crate::protocol::{
+    encode_acks, encode_close, encode_hello, encode_query, Ack, Decoder, Family, Frame, Outcome, Query,
+};
 
 struct FakeWorker {
     chan: Channel,
@@ -91,11 +93,15 @@ impl FakeWorker {
                         &mut out,
                         conns.iter().map(|(c, _)| Ack {
                             seq: c.seq,
-                            accepted: accept,
+                            outcome: if accept { Outcome::Accepted } else { Outcome::Refused },
                         }),
                     );
                     self.send(&out);
-                    got.extend(conns.into_iter().map(|(c, fd)| (c.handle, fd)));
+                    got.extend(
+                        conns
+                            .into_iter()
+                            .map(|(c, fd)| (c.handle, fd.expect("room for every fd"))),
+                    );
                 }
                 other => panic!("expected connections, got {other:?}"),
             }
@@ -251,7 +257,7 @@ fn the_window_caps_unacknowledged_connections() {
         &mut out,
         held.iter().map(|(c, _)| Ack {
             seq: c.seq,
-            accepted: true,
+            outcome: Outcome::Accepted,
         }),
     );
     a.send(&out);

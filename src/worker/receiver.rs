@@ -20,7 +20,7 @@ use once_cell::sync::OnceCell;
 use crate::board::Board;
 use crate::channel::{Channel, Received};
 use crate::error::{Error, ProtocolError};
-use crate::protocol::{encode_acks, encode_close, encode_hello, encode_query, Ack, Decoder, Frame, Query};
+use crate::protocol::{encode_acks, encode_close, encode_hello, encode_query, Ack, Decoder, Frame, Outcome, Query};
 
 const UV_POLL: c_int = 8;
 const UV_READABLE: c_int = 1;
@@ -104,6 +104,8 @@ struct Inner {
     conns_len: usize,
     uv_words: usize,
     replies: Vec<String>,
+    /// Connections revoked before we read them, answered in one frame.
+    revoked: Vec<u32>,
     closed: bool,
     scratch: Vec<u8>,
 }
@@ -185,6 +187,7 @@ impl Receiver {
             conns_len: 0,
             uv_words: size.div_ceil(8),
             replies: Vec::new(),
+            revoked: Vec::new(),
             closed: false,
             scratch: Vec::with_capacity(256),
         });
@@ -209,7 +212,7 @@ impl Receiver {
         let slots = unsafe { std::slice::from_raw_parts(self.inner.conns_ptr, n * 3) };
         let acks = slots.chunks_exact(3).map(|s| Ack {
             seq: s[1] as u32,
-            accepted: s[2] != 0,
+            outcome: if s[2] != 0 { Outcome::Accepted } else { Outcome::Refused },
         });
         self.send(|out| encode_acks(out, acks))
     }
@@ -370,6 +373,24 @@ unsafe fn finish(inner: *mut Inner, why: Error) {
 
 /// Reads what is available into `replies` and the shared conns buffer.
 fn drain(inner: &mut Inner) -> Result<Drained, Error> {
+    let result = drain_frames(inner);
+    if !inner.revoked.is_empty() {
+        let mut out = Vec::new();
+        encode_acks(
+            &mut out,
+            inner.revoked.drain(..).map(|seq| Ack {
+                seq,
+                outcome: Outcome::Revoked,
+            }),
+        );
+        if let Some(chan) = &inner.chan {
+            chan.send_all_blocking(&out, &[])?;
+        }
+    }
+    result
+}
+
+fn drain_frames(inner: &mut Inner) -> Result<Drained, Error> {
     loop {
         while inner.conns_len < inner.conns_cap {
             let Some(frame) = inner.dec.next_frame()? else {
@@ -401,12 +422,14 @@ fn drain(inner: &mut Inner) -> Result<Drained, Error> {
                         // worker has it now; dropping our copy closes nothing
                         // of theirs.
                         if !board.claim(c.slot, c.seq) {
+                            inner.revoked.push(c.seq);
                             continue;
                         }
                         let slot = inner.conns_len * 3;
                         buf[slot] = c.handle as i32;
                         buf[slot + 1] = c.seq as i32;
-                        buf[slot + 2] = fd.into_raw_fd();
+                        // -1: no room for the fd here; JS refuses it so it is re-routed.
+                        buf[slot + 2] = fd.map_or(-1, |f| f.into_raw_fd());
                         inner.conns_len += 1;
                     }
                 }
