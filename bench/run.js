@@ -1,0 +1,594 @@
+'use strict';
+// rs-cluster vs node:cluster, in the same run, on the same unchanged app
+// (bench/app.js, Node's docs hello-world cluster server). See bench/README.md.
+//
+//   npm run bench -- [--workers 2] [--duration 5] [--rounds 3] [--connections 64]
+//                    [--scenarios close-rr,ka-rr,...] [--out bench/results] [--quick]
+//                    [--loader auto|wrk|autocannon|node] [--threads 1] [--warmup 1]
+//                    [--startup-reps 3] [--no-install]
+
+const fs = require('node:fs');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const readline = require('node:readline');
+const { performance } = require('node:perf_hooks');
+const procs = require('./lib/procs');
+const loaders = require('./lib/loaders');
+const report = require('./lib/report');
+
+const ROOT = path.resolve(__dirname, '..');
+const APP = path.join(__dirname, 'app.js');
+const SINGLE = path.join(__dirname, 'single.js');
+const INSTRUMENT = path.join(__dirname, 'instrument.js');
+const REGISTER = path.join(ROOT, 'js', 'register.js');
+
+const SLOW_MS = 1500; // a request this slow waited behind the stalled worker
+const STALL_MS = 2000;
+const STALL_AT_S = 1;
+
+// kind: load (measure under load), startup (start/stop only), stall.
+const SCENARIOS = [
+  { name: 'ka-rr', kind: 'load', keepAlive: true, policy: 'rr', text: 'keep-alive, SCHED_RR' },
+  { name: 'ka-none', kind: 'load', keepAlive: true, policy: 'none', text: 'keep-alive, SCHED_NONE' },
+  { name: 'close-rr', kind: 'load', keepAlive: false, policy: 'rr', text: 'Connection: close, SCHED_RR' },
+  { name: 'close-none', kind: 'load', keepAlive: false, policy: 'none', text: 'Connection: close, SCHED_NONE' },
+  { name: 'baseline-ka', kind: 'load', keepAlive: true, single: true, text: 'one process, no cluster, keep-alive' },
+  { name: 'baseline-close', kind: 'load', keepAlive: false, single: true, text: 'one process, no cluster, Connection: close' },
+  { name: 'startup', kind: 'startup', policy: 'rr', text: 'start to all workers listening' },
+  { name: 'stall', kind: 'stall', keepAlive: false, policy: 'rr', text: `one worker blocks ${STALL_MS} ms, Connection: close, SCHED_RR` },
+];
+const QUICK_SCENARIOS = ['ka-rr', 'close-rr'];
+
+const HELP = `usage: npm run bench -- [options]
+  --workers N         workers per cluster (default 2)
+  --duration S        seconds of load per run (default 5; wrk rounds to whole seconds)
+  --rounds N          rounds; implementations alternate A B / B A (default 3)
+  --connections N     concurrent client connections (default 64)
+  --scenarios LIST    comma list of: ${SCENARIOS.map((s) => s.name).join(', ')}
+                      (default all; --quick: ${QUICK_SCENARIOS.join(',')})
+  --out DIR           where the JSON and SVG go (default bench/results)
+  --quick             1 s, 1 round, no warm-up, 1 startup rep, no installs
+  --loader NAME       auto | wrk | autocannon | node (default auto: wrk, else
+                      apt-get install wrk, else autocannon, else the Node loop)
+  --threads N         wrk threads (default 1)
+  --warmup S          warm-up seconds before each measurement (default 1)
+  --startup-reps N    cluster starts per startup run (default 3)
+  --no-install        never apt-get/npx anything; use wrk if present, else the Node loop
+  --impls LIST        rs,node (default both; one alone is for profiling, no ratios)`;
+
+function parseArgs(argv) {
+  const o = {};
+  for (let i = 0; i < argv.length; i++) {
+    let a = argv[i];
+    if (!a.startsWith('--')) throw new Error(`unexpected argument ${a}\n${HELP}`);
+    a = a.slice(2);
+    let v;
+    const eq = a.indexOf('=');
+    if (eq >= 0) {
+      v = a.slice(eq + 1);
+      a = a.slice(0, eq);
+    }
+    if (['quick', 'no-install', 'help'].includes(a)) {
+      o[a] = v === undefined ? true : v !== 'false';
+      continue;
+    }
+    if (v === undefined) {
+      v = argv[++i];
+      if (v === undefined) throw new Error(`--${a} needs a value`);
+    }
+    o[a] = v;
+  }
+  if (o.help) {
+    console.log(HELP);
+    process.exit(0);
+  }
+  const known = ['workers', 'duration', 'rounds', 'connections', 'scenarios', 'out', 'quick', 'loader', 'threads',
+    'warmup', 'startup-reps', 'no-install', 'impls'];
+  for (const k of Object.keys(o)) if (!known.includes(k)) throw new Error(`unknown option --${k}\n${HELP}`);
+  const quick = !!o.quick;
+  const num = (k, def, min) => {
+    if (o[k] === undefined) return def;
+    const n = Number(o[k]);
+    if (!Number.isFinite(n) || n < min) throw new Error(`--${k} must be a number >= ${min}`);
+    return n;
+  };
+  const names = (o.scenarios || (quick ? QUICK_SCENARIOS.join(',') : SCENARIOS.map((s) => s.name).join(',')))
+    .split(',').map((s) => s.trim()).filter(Boolean);
+  for (const n of names) {
+    if (!SCENARIOS.some((s) => s.name === n)) throw new Error(`unknown scenario ${n}; known: ${SCENARIOS.map((s) => s.name).join(', ')}`);
+  }
+  const impls = (o.impls || 'rs,node').split(',').map((s) => s.trim()).filter(Boolean);
+  if (impls.length === 0 || impls.some((i) => !['rs', 'node'].includes(i))) throw new Error('--impls takes rs, node or rs,node');
+  const loader = o.loader || 'auto';
+  if (!['auto', 'wrk', 'autocannon', 'node'].includes(loader)) throw new Error(`unknown --loader ${loader}`);
+  return {
+    workers: Math.floor(num('workers', 2, 1)),
+    duration: num('duration', quick ? 1 : 5, 0.5),
+    rounds: Math.floor(num('rounds', quick ? 1 : 3, 1)),
+    connections: Math.floor(num('connections', 64, 1)),
+    threads: Math.floor(num('threads', 1, 1)),
+    warmup: num('warmup', quick ? 0 : 1, 0),
+    startupReps: Math.floor(num('startup-reps', quick ? 1 : 3, 1)),
+    scenarios: SCENARIOS.filter((s) => names.includes(s.name)),
+    out: path.resolve(o.out || path.join(__dirname, 'results')),
+    quick,
+    loader,
+    impls,
+    install: !quick && !o['no-install'],
+  };
+}
+
+const log = (msg) => process.stderr.write(`${msg}\n`);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// Starts the app (impl: rs | node | single) and resolves once every worker
+// listens. The returned handle knows every pid it started.
+function startApp({ impl, policy, workers, port }) {
+  const args = [];
+  if (impl === 'rs') args.push('-r', REGISTER);
+  args.push('-r', INSTRUMENT, impl === 'single' ? SINGLE : APP);
+  const env = { ...process.env };
+  for (const k of ['NODE_CLUSTER_SCHED_POLICY', 'NODE_UNIQUE_ID', 'RS_CLUSTER_WORKER_ID', 'RS_CLUSTER_CHANNEL_FD']) delete env[k];
+  Object.assign(env, {
+    PORT: `${port}`,
+    WORKERS: `${workers}`,
+    BENCH_ROLE: impl === 'single' ? 'single' : 'cluster',
+    BENCH_PARENT_PID: `${process.pid}`,
+    BENCH_STALL_MS: `${STALL_MS}`,
+  });
+  if (policy && impl !== 'single') env.NODE_CLUSTER_SCHED_POLICY = policy;
+
+  const t0 = performance.now();
+  const child = procs.spawnTracked(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] },
+    `app(${impl})`, { tree: true });
+  const app = {
+    impl,
+    pid: child.pid,
+    workers: [], // [{ id, pid }]
+    startupMs: null,
+    stalled: [],
+    countLog: [], // every `count` report: { pid, n, conns, t }
+    stderr: '',
+    listeners: new Set(),
+  };
+  const pids = new Set([child.pid]);
+  app.pids = () => [...pids];
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (d) => { app.stderr = (app.stderr + d).slice(-4000); });
+  const rl = readline.createInterface({ input: child.stdout });
+  rl.on('line', (line) => {
+    if (!line.startsWith('@@bench ')) return;
+    let ev;
+    try {
+      ev = JSON.parse(line.slice(8));
+    } catch {
+      return;
+    }
+    ev.at = performance.now();
+    if (ev.ev === 'fork' && ev.child) {
+      procs.track(ev.child, 'worker');
+      pids.add(ev.child);
+    }
+    if (ev.ev === 'proc') {
+      if (ev.role !== 'primary') {
+        procs.track(ev.pid, ev.role);
+        pids.add(ev.pid);
+      }
+      app.primaryInfo = app.primaryInfo || (ev.role === 'primary' ? ev : undefined);
+    }
+    if (ev.ev === 'stalled') app.stalled.push(ev);
+    if (ev.ev === 'count') app.countLog.push({ pid: ev.pid, n: ev.n, conns: ev.conns, t: ev.t });
+    for (const l of [...app.listeners]) l(ev);
+  });
+
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  app.exited = exited;
+
+  app.stop = async () => {
+    const all = app.pids();
+    procs.killPids(all);
+    await Promise.race([exited, sleep(3000)]);
+    await procs.waitGone(all, 3000);
+  };
+
+  // Asks every serving process for its counts without waiting (timeline).
+  app.sample = () => {
+    const targets = impl === 'single' ? [app.pid] : app.workers.map((w) => w.pid);
+    for (const p of targets) {
+      try {
+        process.kill(p, 'SIGUSR2');
+      } catch {
+        // Gone: the run fails elsewhere.
+      }
+    }
+  };
+
+  // Resolves with the requests counted so far by each serving process.
+  app.counts = (timeoutMs = STALL_MS + 4000) => {
+    const targets = impl === 'single' ? [app.pid] : app.workers.map((w) => w.pid);
+    return new Promise((resolve, reject) => {
+      const got = new Map();
+      const done = () => {
+        app.listeners.delete(onEv);
+        clearTimeout(timer);
+      };
+      const onEv = (ev) => {
+        if (ev.ev !== 'count' || !targets.includes(ev.pid)) return;
+        got.set(ev.pid, { requests: ev.n, conns: ev.conns });
+        if (got.size === targets.length) {
+          done();
+          resolve(targets.map((p) => got.get(p)));
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`request counts: ${targets.length - got.size} process(es) did not answer`));
+      }, timeoutMs);
+      app.listeners.add(onEv);
+      for (const p of targets) {
+        try {
+          process.kill(p, 'SIGUSR2');
+        } catch {
+          // Gone: the timeout reports it.
+        }
+      }
+    });
+  };
+
+  const ready = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${impl}: not listening after 30 s; stderr: ${app.stderr}`)), 30000);
+    const onEv = (ev) => {
+      if (ev.ev !== 'ready') return;
+      clearTimeout(timer);
+      app.listeners.delete(onEv);
+      app.startupMs = ev.at - t0;
+      app.workers = ev.workers || [];
+      for (const w of app.workers) {
+        procs.track(w.pid, 'worker');
+        pids.add(w.pid);
+      }
+      // CPU spent getting there, all processes: steadier than wall time on a busy box.
+      let cpu = 0;
+      for (const p of pids) cpu += procs.cpuSeconds(p) || 0;
+      app.startupCpuMs = cpu * 1000;
+      resolve(app);
+    };
+    app.listeners.add(onEv);
+    exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`${impl}: app exited (${code ?? signal}) before listening; stderr: ${app.stderr}`));
+    });
+  });
+  return ready.then(() => {
+    // The app must really run the implementation and policy asked for.
+    const info = app.primaryInfo;
+    if (impl !== 'single' && (!info || info.impl !== impl || info.policy !== policy)) {
+      throw new Error(`asked for ${impl}/${policy}, the app runs ${info ? `${info.impl}/${info.policy}` : 'unknown'}`);
+    }
+    return app;
+  }, async (err) => {
+    await app.stop();
+    throw err;
+  });
+}
+
+function cpuOf(app) {
+  let total = 0;
+  for (const p of app.pids()) {
+    const c = procs.cpuSeconds(p);
+    if (c === null) throw new Error(`process ${p} of the app is gone`);
+    total += c;
+  }
+  return { total, primary: procs.cpuSeconds(app.pid) };
+}
+
+async function loadRun(opts, loader, sc, impl, round) {
+  const port = await freePort();
+  const app = await startApp({ impl, policy: sc.policy, workers: opts.workers, port });
+  try {
+    const stall = sc.kind === 'stall';
+    // The stall needs exact per-request latencies: the Node loop times each one.
+    const gen = stall ? loaders.nodeLoader : loader;
+    const duration = stall ? Math.max(opts.duration, STALL_AT_S + STALL_MS / 1000 + 1.5) : opts.duration;
+    const base = { port, connections: opts.connections, threads: opts.threads, keepAlive: sc.keepAlive, slowMs: SLOW_MS, graceS: 15 };
+    if (opts.warmup > 0) await gen.run({ ...base, duration: opts.warmup });
+    const c0 = await app.counts();
+    const cpu0 = cpuOf(app);
+    const t0 = performance.now();
+    const wall0 = Date.now();
+    const sampler = setInterval(app.sample, stall ? 250 : 500);
+    let stallTimer = null;
+    if (stall) {
+      stallTimer = setTimeout(() => {
+        try {
+          process.kill(app.workers[0].pid, 'SIGHUP');
+        } catch {
+          // Its exit shows up below.
+        }
+      }, STALL_AT_S * 1000);
+    }
+    let res;
+    try {
+      res = await gen.run({ ...base, duration });
+    } finally {
+      clearTimeout(stallTimer);
+      clearInterval(sampler);
+    }
+    const t1 = performance.now();
+    const cpu1 = cpuOf(app);
+    const mem = procs.memory(app.pid);
+    await sleep(150); // let responses the client no longer waited for finish
+    const c1 = await app.counts();
+    const perWorker = c1.map((c, i) => c.requests - c0[i].requests);
+    const perWorkerConns = c1.map((c, i) => c.conns - c0[i].conns);
+    const served = perWorker.reduce((a, b) => a + b, 0);
+    const share = (v) => (v.length > 1 ? Math.max(...v) / Math.max(1, Math.min(...v)) : null);
+    const timeline = buildTimeline(app, c0, wall0, wall0 + res.seconds * 1000);
+    const seconds = (t1 - t0) / 1000;
+    const cpuTotal = cpu1.total - cpu0.total;
+    const metrics = {
+      rps: res.requests / res.seconds,
+      p50Ms: res.latencyMs.p50,
+      p99Ms: res.latencyMs.p99,
+      cpuUsPerReq: served > 0 ? (cpuTotal * 1e6) / served : null,
+      primaryCores: (cpu1.primary - cpu0.primary) / seconds,
+      primaryRssMb: mem ? mem.rssKb / 1024 : null,
+      shareMaxMin: share(perWorker),
+      connShareMaxMin: share(perWorkerConns),
+      startupMs: app.startupMs,
+      errors: res.errors,
+    };
+    if (stall) {
+      metrics.slow = res.slow;
+      metrics.afterStallShare = afterStallShare(app, timeline, wall0);
+    }
+    const run = {
+      scenario: sc.name, impl, round, ok: true, loader: gen.name, policy: sc.policy || null, keepAlive: sc.keepAlive,
+      durationS: duration, metrics,
+      detail: {
+        clientRequests: res.requests, clientSeconds: res.seconds, serverRequests: served, perWorker, perWorkerConns,
+        cpuSeconds: cpuTotal, primaryCpuSeconds: cpu1.primary - cpu0.primary, windowSeconds: seconds,
+        primaryHwmMb: mem ? mem.hwmKb / 1024 : null, latencyMs: res.latencyMs,
+        timeline, idleWorkers: idleWorkers(timeline, res.seconds),
+        pids: app.pids(), stalled: stall ? app.stalled.map((s) => ({ id: s.id, ms: s.ms })) : undefined,
+        loaderRaw: res.raw,
+      },
+    };
+    if (stall && app.stalled.length === 0) {
+      run.ok = false;
+      run.error = 'the worker never reported its stall';
+    }
+    return run;
+  } finally {
+    await app.stop();
+  }
+}
+
+// Per serving process: [ms since the load started, requests since then],
+// from the periodic `count` reports.
+function buildTimeline(app, c0, wall0, wallEnd) {
+  const targets = app.impl === 'single' ? [{ id: 0, pid: app.pid }] : app.workers;
+  return targets.map((w, i) => ({
+    id: w.id,
+    pid: w.pid,
+    points: app.countLog
+      .filter((c) => c.pid === w.pid && c.t >= wall0 && c.t <= wallEnd + 100)
+      .map((c) => [c.t - wall0, c.n - c0[i].requests]),
+  }));
+}
+
+// Workers that served nothing during the last second of the load while the
+// others did: the router has stopped giving them work.
+function idleWorkers(timeline, duration) {
+  if (timeline.length < 2 || duration < 2) return [];
+  const from = (duration - 1) * 1000;
+  const gain = timeline.map((w) => {
+    const before = w.points.filter(([t]) => t <= from).pop();
+    const last = w.points[w.points.length - 1];
+    return before && last && last[0] > from ? last[1] - before[1] : null;
+  });
+  return timeline.filter((w, i) => gain[i] === 0 && gain.some((g) => g > 0)).map((w) => w.id);
+}
+
+// The stalled worker's requests from the end of its stall to the end of the
+// load, over the mean of the other workers' in the same span (1 = it got its
+// full share back at once). From the first timeline sample after the stall.
+function afterStallShare(app, timeline, wall0) {
+  const ev = app.stalled[0];
+  if (!ev || timeline.length < 2) return null;
+  const from = ev.t - wall0;
+  const gains = timeline.map((w) => {
+    const after = w.points.find(([t]) => t >= from);
+    const last = w.points[w.points.length - 1];
+    return after && last && last[0] > after[0] ? last[1] - after[1] : null;
+  });
+  const mine = timeline.findIndex((w) => w.pid === ev.pid);
+  const others = gains.filter((g, i) => i !== mine && g != null);
+  if (mine < 0 || gains[mine] == null || others.length === 0) return null;
+  const mean = others.reduce((x, y) => x + y, 0) / others.length;
+  return mean > 0 ? gains[mine] / mean : null;
+}
+
+async function startupRun(opts, sc, impl, round) {
+  const times = [];
+  const cpu = [];
+  const pids = [];
+  for (let i = 0; i < opts.startupReps; i++) {
+    const port = await freePort();
+    const app = await startApp({ impl, policy: sc.policy, workers: opts.workers, port });
+    times.push(app.startupMs);
+    cpu.push(app.startupCpuMs);
+    pids.push(...app.pids());
+    await app.stop();
+  }
+  return {
+    scenario: sc.name, impl, round, ok: true, policy: sc.policy,
+    metrics: { startupMs: report.median(times), startupCpuMs: report.median(cpu) },
+    detail: { startupMs: times, startupCpuMs: cpu, pids },
+  };
+}
+
+function describe(run) {
+  const m = run.metrics;
+  if (!run.ok) return `FAILED: ${run.error}`;
+  if (run.scenario === 'startup') {
+    return `startup ${m.startupMs.toFixed(1)} ms (${run.detail.startupMs.map((t) => t.toFixed(0)).join(', ')}), ` +
+      `CPU ${m.startupCpuMs.toFixed(0)} ms (${run.detail.startupCpuMs.map((t) => t.toFixed(0)).join(', ')})`;
+  }
+  const f = (v, d) => (v == null ? '–' : v.toFixed(d));
+  const parts = [
+    `${f(m.rps, 0)} req/s`,
+    `p50 ${f(m.p50Ms, 2)} ms`,
+    `p99 ${f(m.p99Ms, 2)} ms`,
+    `cpu ${f(m.cpuUsPerReq, 1)} µs/req`,
+    `primary ${f(m.primaryCores, 3)} cores ${f(m.primaryRssMb, 1)} MB`,
+  ];
+  if (m.shareMaxMin != null) {
+    parts.push(`share ${m.shareMaxMin.toFixed(3)} [${run.detail.perWorker.join(' ')}]`);
+    if (run.keepAlive) parts.push(`conns [${run.detail.perWorkerConns.join(' ')}]`);
+  }
+  if (m.slow != null) parts.push(`>1.5s: ${m.slow}, stalled worker's share after: ${m.afterStallShare == null ? '?' : m.afterStallShare.toFixed(2)}`);
+  if (run.detail.idleWorkers && run.detail.idleWorkers.length) parts.push(`IDLE in the last second: worker ${run.detail.idleWorkers.join(', ')}`);
+  if (m.errors) parts.push(`errors ${m.errors}`);
+  return parts.join(', ');
+}
+
+function stamp(d) {
+  const p = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
+}
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  procs.installCleanup();
+  if (!fs.existsSync(REGISTER)) throw new Error(`missing ${REGISTER}`);
+  const loader = loaders.pick(opts.loader, { install: opts.install, log: (m) => log(`bench: ${m}`) });
+  const started = new Date();
+  log(`bench: rs-cluster vs node:cluster, ${opts.workers} workers, ${opts.duration} s x ${opts.rounds} round(s), ` +
+    `${opts.connections} connections, load generator: ${loader.name} ${loader.version}` +
+    `${opts.scenarios.some((s) => s.kind === 'stall') && loader.name !== 'node' ? ' (stall scenario: bench/loadgen.js)' : ''}`);
+  log(`bench: node ${process.version}, ${os.cpus().length} CPUs, load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+
+  const runs = [];
+  for (let round = 1; round <= opts.rounds; round++) {
+    // A B in one round, B A in the next; neighbouring scenarios alternate too.
+    let pairIndex = 0;
+    for (const sc of opts.scenarios) {
+      let impls;
+      if (sc.single) {
+        impls = ['single'];
+      } else {
+        impls = (round + pairIndex) % 2 === 1 ? ['rs', 'node'] : ['node', 'rs'];
+        impls = impls.filter((i) => opts.impls.includes(i));
+        pairIndex++;
+      }
+      for (const impl of impls) {
+        let run;
+        try {
+          run = sc.kind === 'startup' ? await startupRun(opts, sc, impl, round) : await loadRun(opts, loader, sc, impl, round);
+        } catch (err) {
+          run = { scenario: sc.name, impl, round, ok: false, error: String(err && err.message ? err.message : err), metrics: {} };
+        }
+        runs.push(run);
+        log(`[round ${round}/${opts.rounds}] ${sc.name.padEnd(14)} ${report.IMPL_LABEL[impl].padEnd(12)} ${describe(run)}`);
+      }
+    }
+  }
+
+  const summary = report.summarize(runs);
+  const targets = report.checkTargets(summary, runs);
+  // Things a median hides.
+  const warnings = [];
+  for (const r of runs) {
+    if (r.ok && r.detail && r.detail.serverRequests === 0) {
+      warnings.push(`${r.scenario} ${report.IMPL_LABEL[r.impl]} round ${r.round}: the server served no request at all`);
+    }
+    const idle = r.detail && r.detail.idleWorkers;
+    if (idle && idle.length && r.scenario !== 'stall') {
+      warnings.push(`${r.scenario} ${report.IMPL_LABEL[r.impl]} round ${r.round}: worker ${idle.join(', ')} served nothing in the last second of the load (per worker: ${r.detail.perWorker.join(' ')})`);
+    }
+    if (r.scenario === 'stall' && r.ok && r.metrics.afterStallShare != null && r.metrics.afterStallShare < 0.2) {
+      warnings.push(`stall ${report.IMPL_LABEL[r.impl]} round ${r.round}: the stalled worker got ${r.metrics.afterStallShare.toFixed(2)} of its share after the stall ended`);
+    }
+  }
+  const finished = new Date();
+  const result = {
+    version: 1,
+    startedAt: started.toISOString(),
+    finishedAt: finished.toISOString(),
+    env: {
+      node: process.version,
+      platform: `${os.platform()} ${os.release()}`,
+      arch: os.arch(),
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model,
+      loadavgAtEnd: os.loadavg(),
+      clkTck: procs.clkTck,
+    },
+    loader: { name: loader.name, version: loader.version, note: loader.note, stall: 'node' },
+    options: { ...opts, scenarios: opts.scenarios.map((s) => s.name) },
+    scenarios: opts.scenarios.map((s) => ({ name: s.name, kind: s.kind, text: s.text, policy: s.policy || null, keepAlive: s.keepAlive ?? null })),
+    metrics: report.METRICS.map(({ key, label, better }) => ({ key, label, better })),
+    runs,
+    summary,
+    targets,
+    warnings,
+  };
+
+  const table = report.renderTable(summary, opts.scenarios);
+  console.log('');
+  console.log(`rs-cluster vs node:cluster — ${opts.workers} workers, ${opts.connections} connections, ${opts.duration} s x ${opts.rounds} round(s), load: ${loader.name} ${loader.version}`);
+  console.log('medians (min–max over rounds); rs/node = ratio of medians (per-round ratios min–max)');
+  console.log('');
+  console.log(table);
+  console.log('');
+  console.log('targets (2 workers):');
+  console.log(report.renderTargets(targets));
+  if (warnings.length) {
+    console.log('');
+    console.log('warnings:');
+    for (const w of warnings) console.log(`  ${w}`);
+  }
+
+  fs.mkdirSync(opts.out, { recursive: true });
+  const base = `bench-${stamp(started)}`;
+  const jsonPath = path.join(opts.out, `${base}.json`);
+  const svgPath = path.join(opts.out, `${base}.svg`);
+  fs.writeFileSync(jsonPath, `${JSON.stringify(result, null, 2)}\n`);
+  const svg = report.renderSvg(summary, {
+    title: 'rs-cluster / node:cluster',
+    subtitle: `${opts.workers} workers, ${opts.connections} conns, ${opts.duration} s x ${opts.rounds} rounds, ${loader.name}, ${started.toISOString().slice(0, 16)}Z`,
+    targets,
+  });
+  fs.writeFileSync(svgPath, svg);
+  fs.copyFileSync(jsonPath, path.join(opts.out, 'latest.json'));
+  fs.copyFileSync(svgPath, path.join(opts.out, 'latest.svg'));
+  console.log('');
+  console.log(`wrote ${path.relative(process.cwd(), jsonPath)} and ${path.relative(process.cwd(), svgPath)}`);
+
+  const failed = runs.filter((r) => !r.ok);
+  if (failed.length > 0) {
+    log(`bench: ${failed.length} run(s) failed:`);
+    for (const r of failed) log(`  ${r.scenario} ${r.impl} round ${r.round}: ${r.error}`);
+    process.exitCode = 1;
+  }
+  procs.killAll();
+}
+
+main().catch((err) => {
+  log(`bench: ${err && err.message ? err.message : err}`);
+  procs.killAllAndExit(2);
+});
