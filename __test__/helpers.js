@@ -96,7 +96,9 @@ function startCluster(name, { impl = 'rs', env = {}, args = [], execArgv = [], c
         }
       }
     }
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 2000))]);
+    let timer;
+    await Promise.race([exited, new Promise((r) => { timer = setTimeout(r, 2000); })]);
+    clearTimeout(timer);
   }
 
   return {

@@ -87,7 +87,11 @@ pub fn bind_udp(address: Option<&str>, port: i32, family: Family, flags: u32) ->
 pub fn bind_pipe(path: &str, readable_all: bool, writable_all: bool) -> io::Result<OwnedFd> {
     let fd = new_socket(AddressFamily::Unix, SockType::Stream)?;
     let addr = UnixAddr::new(path)?;
-    bind(fd.as_raw_fd(), &addr)?;
+    match bind(fd.as_raw_fd(), &addr) {
+        // libuv reports a missing directory as EACCES; so must we.
+        Err(nix::errno::Errno::ENOENT) => return Err(io::Error::from_raw_os_error(libc::EACCES)),
+        r => r?,
+    }
     let mut mode = 0;
     if readable_all {
         mode |= 0o444;

@@ -36,6 +36,8 @@ pub struct Handle {
     /// A unix socket file this handle created, removed when it closes (as
     /// libuv does for a pipe server it bound).
     unlink: Option<PathBuf>,
+    /// For `listen({ fd })`: the primary's fd this handle serves.
+    source_fd: Option<i32>,
 }
 
 impl Drop for Handle {
@@ -91,6 +93,11 @@ impl Handles {
             return Ok(self.map.get_mut(id).expect("key table and handle map agree"));
         }
         let round_robin = policy == Policy::RoundRobin && !q.family.is_udp();
+        // A round-robin handle watches the primary's fd, and libuv refuses to
+        // watch one fd twice: a second round-robin handle on it fails as in Node.
+        if round_robin && q.fd >= 0 && self.map.values().any(|h| h.source_fd == Some(q.fd)) {
+            return Err(io::Error::from_raw_os_error(libc::EEXIST));
+        }
         let (kind, sockname) = if round_robin {
             let fd = bind_stream(q)?;
             sockets::start_listening(fd.as_fd(), q.backlog)?;
@@ -113,6 +120,7 @@ impl Handles {
             data: serde_json::Value::Null,
             sockname,
             unlink,
+            source_fd: (q.fd >= 0).then_some(q.fd),
         };
         self.by_key.insert(q.key.clone(), id);
         Ok(self.map.entry(id).or_insert(handle))

@@ -15,7 +15,14 @@ pub struct Shared {
 impl Shared {
     pub fn bind(q: &Query) -> io::Result<Shared> {
         let fd = match q.family {
+            Family::Udp4 | Family::Udp6 if q.fd >= 0 => sockets::dup_fd(q.fd)?,
             Family::Udp4 | Family::Udp6 => sockets::bind_udp(q.address.as_deref(), q.port, q.family, q.flags)?,
+            // Node's shared handle binds a pipe without readableAll/writableAll.
+            Family::Pipe => super::handles::bind_stream(&Query {
+                readable_all: false,
+                writable_all: false,
+                ..q.clone()
+            })?,
             _ => super::handles::bind_stream(q)?,
         };
         Ok(Shared { fd })
