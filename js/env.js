@@ -7,4 +7,7 @@ module.exports = {
   CHANNEL_ENV: 'RS_CLUSTER_CHANNEL_FD',
   // The worker's own NODE_OPTIONS, saved while ours preloads rs-cluster.
   PRELOAD_ENV: 'RS_CLUSTER_NODE_OPTIONS',
+  // Read by the primary: the round-robin window (connections a worker may
+  // hold unacknowledged), 1 to 64.
+  WINDOW_ENV: 'RS_CLUSTER_WINDOW',
 };

@@ -9,7 +9,7 @@ const Worker = require('./worker');
 const messages = require('./messages');
 const { badPort, validatePort, internalAssertion } = require('./errors');
 const native = require('./native');
-const { WORKER_ENV, CHANNEL_ENV, PRELOAD_ENV } = require('./env');
+const { WORKER_ENV, CHANNEL_ENV, PRELOAD_ENV, WINDOW_ENV } = require('./env');
 
 const SCHED_NONE = 1;
 const SCHED_RR = 2;
@@ -104,6 +104,9 @@ function getReactor() {
   if (reactor === null) {
     // Anything but SCHED_RR shares handles, as node:cluster does.
     reactor = new native.PrimaryReactor(schedulingPolicy === SCHED_RR ? SCHED_RR : SCHED_NONE, onReactorEvent);
+    // Connections a worker may hold unacknowledged (README, "Tuning").
+    const window = Number.parseInt(process.env[WINDOW_ENV], 10);
+    if (window > 0) reactor.setWindow(window);
   }
   return reactor;
 }

@@ -218,7 +218,7 @@ impl Reactor {
                     self.read_link(id);
                     self.drop_link(id);
                 }
-                Command::SetWindow { window } => self.config.window = window.max(1),
+                Command::SetWindow { window } => self.config.window = window.clamp(1, crate::board::SLOTS),
                 Command::Shutdown => return false,
             }
         }
