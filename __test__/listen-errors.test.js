@@ -17,6 +17,9 @@ function taken(t, host) {
   });
 }
 
+const nodeMajor = Number(process.versions.node.split('.')[0]);
+const nodeRelistenCrashes = (policy) => policy === 'none' && nodeMajor >= 22;
+
 const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
 for (const policy of POLICIES) {
@@ -33,7 +36,10 @@ for (const policy of POLICIES) {
         { args: ['$TAKEN6', '::1'] }, // 3
         { args: [0, '10.255.255.1'] }, // 4: EADDRNOTAVAIL
         { args: [0, '127.0.0.1'] }, // 5: the worker still listens fine
-        { args: ['$TAKEN', '127.0.0.1'] }, // 6: the same failing key again
+        // 6: the same failing key again. node:cluster >= 22 with SCHED_NONE
+        // crashes the worker there (an internal assertion in its child.js),
+        // which is nothing to compare with: a harmless listen stands in.
+        nodeRelistenCrashes(policy) ? { args: [0, '127.0.0.1'] } : { args: ['$TAKEN', '127.0.0.1'] },
         { args: ['/nonexistent-rs-cluster-dir/x.sock'] }, // 7: libuv reports EACCES, not ENOENT
       ];
       if (!isRoot) ops.push({ args: [80, '127.0.0.1'] }); // 8: EACCES, privileged port

@@ -46,6 +46,13 @@ function dropRef() {
   if (--refs === 0 && channel !== null) channel.unref();
 }
 
+// libuv 1.51 (Node 22) made readableAll/writableAll set the socket file's
+// mode exactly instead of adding to it; the primary chmods as this Node would.
+const PIPE_MODE = (() => {
+  const [major, minor] = process.versions.uv.split('.').map(Number);
+  return major > 1 || (major === 1 && minor >= 51) ? 'exact' : 'add';
+})();
+
 function familyOf(options) {
   if (options.addressType === 'udp4' || options.addressType === 'udp6') return options.addressType;
   if (typeof options.fd === 'number' && options.fd >= 0) return 'fd';
@@ -94,6 +101,7 @@ function getServer(obj, options, cb) {
     flags: options.flags | 0,
     backlog: options.backlog | 0,
     readableAll: !!options.readableAll,
+    pipeMode: PIPE_MODE,
     writableAll: !!options.writableAll,
     data: typeof obj._getServerData === 'function' ? obj._getServerData() : null,
   };

@@ -92,6 +92,8 @@ pub struct Query {
     pub readable_all: bool,
     #[serde(default)]
     pub writable_all: bool,
+    #[serde(default)]
+    pub pipe_mode: crate::sockets::PipeMode,
     /// Opaque server data (TLS ticket keys): the first worker's wins, all get it back.
     #[serde(default)]
     pub data: serde_json::Value,
@@ -406,6 +408,7 @@ mod tests {
             backlog: 511,
             readable_all: false,
             writable_all: false,
+            pipe_mode: Default::default(),
             data: serde_json::Value::Null,
         }
     }

@@ -83,8 +83,20 @@ pub fn bind_udp(address: Option<&str>, port: i32, family: Family, flags: u32) ->
     )
 }
 
+/// How `readableAll`/`writableAll` change a socket file's mode. libuv
+/// changed this in 1.51, so the worker says which its Node does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PipeMode {
+    /// libuv < 1.51: the bits are added to the file's mode.
+    #[default]
+    Add,
+    /// libuv >= 1.51: the mode is set to exactly those bits.
+    Exact,
+}
+
 /// Binds a unix stream socket at `path`, chmod'ed like libuv's `uv_pipe_chmod`.
-pub fn bind_pipe(path: &str, readable_all: bool, writable_all: bool) -> io::Result<OwnedFd> {
+pub fn bind_pipe(path: &str, readable_all: bool, writable_all: bool, how: PipeMode) -> io::Result<OwnedFd> {
     let fd = new_socket(AddressFamily::Unix, SockType::Stream)?;
     let addr = UnixAddr::new(path)?;
     match bind(fd.as_raw_fd(), &addr) {
@@ -101,8 +113,10 @@ pub fn bind_pipe(path: &str, readable_all: bool, writable_all: bool) -> io::Resu
     }
     if mode != 0 {
         use std::os::unix::fs::PermissionsExt;
-        let current = std::fs::metadata(path)?.permissions().mode();
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(current | mode))?;
+        if how == PipeMode::Add {
+            mode |= std::fs::metadata(path)?.permissions().mode();
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     }
     Ok(fd)
 }
@@ -194,7 +208,7 @@ mod tests {
     #[test]
     fn pipe_too_long_is_an_error() {
         let long = format!("/tmp/{}", "x".repeat(200));
-        assert!(bind_pipe(&long, false, false).is_err());
+        assert!(bind_pipe(&long, false, false, PipeMode::Add).is_err());
     }
 
     #[test]
@@ -203,9 +217,13 @@ mod tests {
         let path = std::env::temp_dir().join(format!("rs-cluster-test-{}.sock", std::process::id()));
         let p = path.to_str().unwrap();
         let _ = std::fs::remove_file(p);
-        let _fd = bind_pipe(p, true, true).unwrap();
+        let _fd = bind_pipe(p, true, true, PipeMode::Add).unwrap();
         let mode = std::fs::metadata(p).unwrap().permissions().mode();
         assert_eq!(mode & 0o666, 0o666);
+        std::fs::remove_file(p).unwrap();
+        let _fd = bind_pipe(p, true, false, PipeMode::Exact).unwrap();
+        let mode = std::fs::metadata(p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o444);
         std::fs::remove_file(p).unwrap();
     }
 }

@@ -57,7 +57,7 @@ pub fn bind_stream(q: &Query) -> io::Result<std::os::fd::OwnedFd> {
                 .address
                 .as_deref()
                 .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
-            sockets::bind_pipe(&shortest_path(path), q.readable_all, q.writable_all)
+            sockets::bind_pipe(&shortest_path(path), q.readable_all, q.writable_all, q.pipe_mode)
         }
         Family::Fd => sockets::dup_fd(q.fd),
         Family::Udp4 | Family::Udp6 => Err(io::Error::from_raw_os_error(libc::EPROTOTYPE)),
@@ -170,6 +170,7 @@ mod tests {
             backlog: 0,
             readable_all: false,
             writable_all: false,
+            pipe_mode: Default::default(),
             data: serde_json::Value::Null,
         }
     }

@@ -54,6 +54,7 @@ impl FakeWorker {
                 backlog: 0,
                 readable_all: false,
                 writable_all: false,
+                pipe_mode: Default::default(),
                 data: serde_json::json!({ "from": key }),
             },
         );
