@@ -24,7 +24,7 @@ cluster.worker = null;
 cluster.Worker = Worker;
 
 // Per-process state, as in Node's child.js.
-const servers = new Map(); // primary handle id -> { handle, obj, kind, release }
+const servers = new Map(); // primary handle id -> { handle, obj, kind, rr }
 const indexes = new Map(); // `address:port:addressType:fd` -> { next, live }
 const pending = new Map(); // query seq -> { obj, cb, indexesKey, index, family }
 let querySeq = 0;

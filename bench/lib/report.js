@@ -158,16 +158,13 @@ function checkTargets(summary, runs) {
   add('startup', 'startup (start to all workers listening) vs node:cluster', st?.median ?? null, 1.1, '<=',
     st && `rounds ${fmtRatio(st.min)}–${fmtRatio(st.max)}${stc ? `; CPU spent starting: ${fmtRatio(stc.median)}` : ''}`);
 
-  // Routing fairness: requests per worker under Connection: close (each one
-  // routed), connections per worker under keep-alive (requests there follow
-  // how much CPU each worker gets, not routing).
-  let share = null;
-  for (const [sc, key] of [['close-rr', 'shareMaxMin'], ['ka-rr', 'connShareMaxMin']]) {
-    const v = summary[sc]?.[key]?.rs;
-    if (v && (share === null || v.max > share.value)) share = { sc, key, value: v.max };
-  }
-  add('share', 'rs-cluster per-worker share max/min (RR routing, worst round)', share?.value ?? null, 1.1, '<=',
-    share && `${share.sc} ${share.key === 'shareMaxMin' ? 'requests' : 'connections'}`);
+  // Routing fairness, as the target is stated: requests per worker under
+  // Connection: close, where every request is a routed connection. (Under
+  // keep-alive, 64 connections opened at once make a coarse sample; it is
+  // shown in the table as "worker conns max/min".)
+  const share = summary['close-rr']?.shareMaxMin?.rs;
+  add('share', 'rs-cluster per-worker share max/min, Connection: close RR (worst round)', share ? share.max : null, 1.1, '<=',
+    share && 'close-rr requests');
 
   const rsSlow = get(summary, 'stall', 'slow', 'rs');
   const nodeSlow = get(summary, 'stall', 'slow', 'node');

@@ -110,6 +110,34 @@ impl FakeWorker {
         got
     }
 
+    /// Reads for `period` without acknowledging: the connections this worker
+    /// managed to claim, and how many it found revoked.
+    fn hold_for(&mut self, period: Duration) -> (Vec<(crate::protocol::Conn, Option<OwnedFd>)>, usize) {
+        let deadline = Instant::now() + period;
+        let (mut held, mut revoked) = (Vec::new(), 0);
+        while Instant::now() < deadline {
+            let _ = self.chan.recv(&mut self.dec);
+            while let Ok(Some(frame)) = self.dec.next_frame() {
+                match frame {
+                    Frame::Board(fd) => self.board = Some(Board::map(fd).unwrap()),
+                    Frame::NewConn(conns) => {
+                        let board = self.board.as_ref().unwrap();
+                        for (c, fd) in conns {
+                            if board.claim(c.slot, c.seq) {
+                                held.push((c, fd));
+                            } else {
+                                revoked += 1;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        (held, revoked)
+    }
+
     fn reply(&mut self) -> crate::protocol::Reply {
         match self.next() {
             Frame::Reply { reply, .. } => reply,
@@ -133,6 +161,18 @@ fn start(window: usize) -> (Primary, mpsc::Receiver<Event>) {
     )
     .unwrap();
     (p, rx)
+}
+
+/// A primary with workers 1 and 2 both serving one round-robin handle.
+fn two_workers() -> (Primary, mpsc::Receiver<Event>, FakeWorker, FakeWorker, u16) {
+    let (p, events) = start(8);
+    let mut a = FakeWorker::join(&p, 1);
+    let mut b = FakeWorker::join(&p, 2);
+    a.query("k", 0);
+    let port = a.reply().sockname.unwrap().port;
+    b.query("k", 0);
+    b.reply();
+    (p, events, a, b, port)
 }
 
 /// Writes a tag on a fresh client connection and returns the client.
@@ -187,13 +227,7 @@ fn round_robin_spreads_connections_evenly() {
 
 #[test]
 fn refused_connections_go_to_another_worker() {
-    let (p, _events) = start(8);
-    let mut a = FakeWorker::join(&p, 1);
-    let mut b = FakeWorker::join(&p, 2);
-    a.query("k", 0);
-    let port = a.reply().sockname.unwrap().port;
-    b.query("k", 0);
-    b.reply();
+    let (_p, _events, mut a, mut b, port) = two_workers();
     let _c1 = client(port, 7);
     let _c2 = client(port, 8);
     let first_a = a.take_conns(1, false);
@@ -205,22 +239,17 @@ fn refused_connections_go_to_another_worker() {
 
 #[test]
 fn a_worker_that_dies_before_acking_loses_nothing() {
-    let (p, _events) = start(8);
-    let mut a = FakeWorker::join(&p, 1);
-    let mut b = FakeWorker::join(&p, 2);
-    a.query("k", 0);
-    let port = a.reply().sockname.unwrap().port;
-    b.query("k", 0);
-    b.reply();
+    let (_p, _events, mut a, mut b, port) = two_workers();
     let _clients: Vec<_> = (0..2).map(|i| client(port, i)).collect();
-    // Wait until a holds its connection, then die without acknowledging it.
+    // a claims a connection (so it cannot be revoked), then dies without
+    // acknowledging it: the primary still has the fd and gives it to b.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !matches!(a.dec.next_frame(), Ok(Some(Frame::NewConn(_)))) {
-        // (the claim board arrives first and is skipped here)
-        let _ = a.chan.recv(&mut a.dec);
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(2));
+    let mut held = Vec::new();
+    while held.is_empty() {
+        assert!(Instant::now() < deadline, "a never got a connection");
+        held = a.hold_for(Duration::from_millis(10)).0;
     }
+    drop(held);
     drop(a);
     let got = b.take_conns(2, true);
     let mut tags: Vec<u8> = got.iter().map(|(_, fd)| read_tag(fd)).collect();
@@ -235,24 +264,12 @@ fn the_window_caps_unacknowledged_connections() {
     a.query("k", 0);
     let port = a.reply().sockname.unwrap().port;
     let _clients: Vec<_> = (0..4).map(|i| client(port, i)).collect();
-    let mut held = Vec::new();
-    let deadline = Instant::now() + Duration::from_millis(300);
-    while Instant::now() < deadline {
-        let _ = a.chan.recv(&mut a.dec);
-        while let Ok(Some(frame)) = a.dec.next_frame() {
-            match frame {
-                Frame::Board(fd) => a.board = Some(Board::map(fd).unwrap()),
-                Frame::NewConn(c) => {
-                    let board = a.board.as_ref().unwrap();
-                    assert!(c.iter().all(|(c, _)| board.claim(c.slot, c.seq)));
-                    held.extend(c);
-                }
-                _ => {}
-            }
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert_eq!(held.len(), 2, "only the window is handed out before any ack");
+    let (held, revoked) = a.hold_for(Duration::from_millis(300));
+    assert_eq!(
+        (held.len(), revoked),
+        (2, 0),
+        "only the window is handed out before any ack"
+    );
     let mut out = Vec::new();
     encode_acks(
         &mut out,
@@ -338,13 +355,7 @@ fn every_fd_the_core_opens_is_cloexec() {
 
 #[test]
 fn a_stalled_worker_loses_the_connections_it_never_read() {
-    let (p, _events) = start(8);
-    let mut a = FakeWorker::join(&p, 1);
-    let mut b = FakeWorker::join(&p, 2);
-    a.query("k", 0);
-    let port = a.reply().sockname.unwrap().port;
-    b.query("k", 0);
-    b.reply();
+    let (_p, _events, mut a, mut b, port) = two_workers();
     // a stops reading: whatever was sent to it is revoked and served by b.
     let _clients: Vec<_> = (0..6).map(|i| client(port, i)).collect();
     let got = b.take_conns(6, true);
@@ -352,21 +363,6 @@ fn a_stalled_worker_loses_the_connections_it_never_read() {
     tags.sort();
     assert_eq!(tags, (0..6).collect::<Vec<_>>());
     // When a wakes up, its stale copies fail to claim: nothing is served twice.
-    let deadline = Instant::now() + Duration::from_millis(300);
-    let mut claimed = 0;
-    while Instant::now() < deadline {
-        let _ = a.chan.recv(&mut a.dec);
-        while let Ok(Some(frame)) = a.dec.next_frame() {
-            match frame {
-                Frame::Board(fd) => a.board = Some(Board::map(fd).unwrap()),
-                Frame::NewConn(c) => {
-                    let board = a.board.as_ref().unwrap();
-                    claimed += c.iter().filter(|(c, _)| board.claim(c.slot, c.seq)).count();
-                }
-                _ => {}
-            }
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    assert_eq!(claimed, 0);
+    let (held, revoked) = a.hold_for(Duration::from_millis(300));
+    assert!(held.is_empty() && revoked > 0, "held {}, revoked {revoked}", held.len());
 }
