@@ -27,9 +27,11 @@ use super::{Command, Config, Event, EventSink, Inbox};
 const OUT_OF_FDS_PAUSE: Duration = Duration::from_millis(20);
 
 /// A connection a worker has not even read after this long is taken back
-/// and given to another worker (see `board.rs`). A busy but healthy worker
-/// reads its channel every loop turn, far more often than this.
-const STALL: Duration = Duration::from_millis(100);
+/// and given to another worker (see `board.rs`). A healthy worker reads its
+/// channel every loop turn; but one warming up (JIT, GC) on a busy machine
+/// can take 100 ms or more, and revoking from it then skews the share of a
+/// burst of keep-alive connections for good, hence the margin.
+const STALL: Duration = Duration::from_millis(500);
 
 /// The worker's end of the channel is closed: that is the worker's exit,
 /// which Node reports through 'exit', not as an error.
