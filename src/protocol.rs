@@ -99,6 +99,27 @@ pub struct Query {
     pub data: serde_json::Value,
 }
 
+#[cfg(test)]
+impl Query {
+    /// A TCP query for 127.0.0.1, as the tests need them.
+    pub fn loopback(key: &str, port: i32) -> Query {
+        Query {
+            seq: 1,
+            key: key.into(),
+            family: Family::Tcp4,
+            address: Some("127.0.0.1".into()),
+            port,
+            fd: -1,
+            flags: 0,
+            backlog: 0,
+            readable_all: false,
+            writable_all: false,
+            pipe_mode: Default::default(),
+            data: serde_json::Value::Null,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SockName {
     pub address: String,
@@ -397,20 +418,7 @@ mod tests {
     }
 
     fn query() -> Query {
-        Query {
-            seq: 7,
-            key: "null:0:4:undefined:0".into(),
-            family: Family::Tcp4,
-            address: None,
-            port: 0,
-            fd: -1,
-            flags: 0,
-            backlog: 511,
-            readable_all: false,
-            writable_all: false,
-            pipe_mode: Default::default(),
-            data: serde_json::Value::Null,
-        }
+        Query::loopback("k", 0)
     }
 
     #[test]

@@ -159,20 +159,7 @@ mod tests {
     use super::*;
 
     fn q(key: &str, port: i32) -> Query {
-        Query {
-            seq: 1,
-            key: key.into(),
-            family: Family::Tcp4,
-            address: Some("127.0.0.1".into()),
-            port,
-            fd: -1,
-            flags: 0,
-            backlog: 0,
-            readable_all: false,
-            writable_all: false,
-            pipe_mode: Default::default(),
-            data: serde_json::Value::Null,
-        }
+        Query::loopback(key, port)
     }
 
     #[test]

@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::board::Board;
 use crate::channel::{pair, Channel, Received};
-use crate::protocol::{
-    encode_acks, encode_close, encode_hello, encode_query, Ack, Decoder, Family, Frame, Outcome, Query,
-};
+use crate::protocol::{encode_acks, encode_close, encode_hello, encode_query, Ack, Decoder, Frame, Outcome, Query};
 
 struct FakeWorker {
     chan: Channel,
@@ -41,23 +39,11 @@ impl FakeWorker {
 
     fn query(&self, key: &str, port: i32) {
         let mut out = Vec::new();
-        encode_query(
-            &mut out,
-            &Query {
-                seq: 1,
-                key: key.into(),
-                family: Family::Tcp4,
-                address: Some("127.0.0.1".into()),
-                port,
-                fd: -1,
-                flags: 0,
-                backlog: 0,
-                readable_all: false,
-                writable_all: false,
-                pipe_mode: Default::default(),
-                data: serde_json::json!({ "from": key }),
-            },
-        );
+        let q = Query {
+            data: serde_json::json!({ "from": key }),
+            ..Query::loopback(key, port)
+        };
+        encode_query(&mut out, &q);
         self.send(&out);
     }
 
