@@ -26,7 +26,12 @@ async function outcomes(impl, env = {}) {
 test('bad input to setupPrimary, fork, worker.send/kill/disconnect: same errors and events as node:cluster, no crash', { timeout: 60000 }, async (t) => {
   const [rs, node] = await Promise.all([outcomes('rs'), outcomes('node')]);
   const differ = {};
+  // node:cluster's second disconnect() writes to a channel the worker may
+  // already be closing: sometimes it throws EPIPE, sometimes not (a race in
+  // Node itself). Only the outcome without the race is compared.
+  const nodeRace = (name) => name === 'worker.disconnect() twice' && node.cases[name]?.code === 'EPIPE';
   for (const name of new Set([...Object.keys(node.cases), ...Object.keys(rs.cases)])) {
+    if (nodeRace(name)) continue;
     if (JSON.stringify(rs.cases[name]) !== JSON.stringify(node.cases[name])) {
       differ[name] = { rs: rs.cases[name], node: node.cases[name] };
     }
