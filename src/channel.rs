@@ -60,7 +60,11 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
 }
 
 pub enum Received {
-    Data,
+    /// `drained`: the read did not fill the buffer and carried no fds, so the
+    /// socket was empty after it (a read stops early only at an fd message).
+    Data {
+        drained: bool,
+    },
     WouldBlock,
     Eof,
 }
@@ -168,8 +172,9 @@ impl Channel {
         if bytes == 0 && fds.is_empty() && !truncated {
             return Ok(Received::Eof);
         }
+        let drained = bytes < self.rbuf.len() && fds.is_empty() && !truncated;
         dec.push(&self.rbuf[..bytes], fds, truncated);
-        Ok(Received::Data)
+        Ok(Received::Data { drained })
     }
 }
 
@@ -228,7 +233,7 @@ mod tests {
         encode_close(&mut out, 3);
         assert_eq!(a.send(&out, &[x.as_raw_fd()]).unwrap(), out.len());
         let mut dec = Decoder::default();
-        assert!(matches!(b.recv(&mut dec).unwrap(), Received::Data));
+        assert!(matches!(b.recv(&mut dec).unwrap(), Received::Data { drained: false }));
         match dec.next_frame().unwrap() {
             Some(Frame::NewConn(c)) => {
                 assert_eq!(

@@ -257,8 +257,10 @@ impl Reactor {
                 self.on_frame(id, frame)?;
             }
             match outcome {
-                Received::Data => continue,
-                Received::WouldBlock => return Ok(true),
+                // Workers send no fds, so a short read emptied the socket:
+                // another recvmsg would only say EAGAIN.
+                Received::Data { drained: true } | Received::WouldBlock => return Ok(true),
+                Received::Data { drained: false } => continue,
                 Received::Eof => return Ok(false),
             }
         }

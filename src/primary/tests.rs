@@ -57,7 +57,7 @@ impl FakeWorker {
                 None => {}
             }
             match self.chan.recv(&mut self.dec).unwrap() {
-                Received::Data => {}
+                Received::Data { .. } => {}
                 Received::WouldBlock => {
                     assert!(Instant::now() < deadline, "no frame within 5 s");
                     std::thread::sleep(Duration::from_millis(2));

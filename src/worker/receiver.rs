@@ -443,7 +443,7 @@ fn drain_frames(inner: &mut Inner) -> Result<Drained, Error> {
             return Ok(Drained::Eof);
         };
         match chan.recv(&mut inner.dec)? {
-            Received::Data => {}
+            Received::Data { .. } => {}
             Received::WouldBlock => return Ok(Drained::Idle),
             Received::Eof => return Ok(Drained::Eof),
         }
