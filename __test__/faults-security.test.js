@@ -5,7 +5,7 @@ const test = require('node:test');
 const assert = require('node:assert');
 const fs = require('node:fs');
 const { execFileSync } = require('node:child_process');
-const { startCluster } = require('./helpers');
+const { startCluster, HAS_SS } = require('./helpers');
 const { sleep, isAlive, load, request, waitUntil, fdList, openIdle } = require('./fixtures/faults-lib');
 
 const report = (t, label, value) => t.diagnostic(`${label}: ${JSON.stringify(value)}`);
@@ -94,14 +94,6 @@ function unixPathsOf(pid) {
   return paths;
 }
 
-const HAS_SS = (() => {
-  try {
-    execFileSync('ss', ['-V'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 test('no fd escapes into children; the control channel has no address anyone else can reach', { timeout: 40000 }, async (t) => {
   const figures = {};

@@ -3,7 +3,7 @@
 // chosen by CLUSTER_IMPL), read the JSON lines it prints, and kill every
 // process it started by pid when the test ends.
 
-const { spawn } = require('node:child_process');
+const { spawn, execFileSync } = require('node:child_process');
 const path = require('node:path');
 const http = require('node:http');
 const readline = require('node:readline');
@@ -11,6 +11,17 @@ const readline = require('node:readline');
 const ROOT = path.resolve(__dirname, '..');
 const FIXTURES = path.join(__dirname, 'fixtures');
 const IMPLS = ['rs', 'node'];
+
+// `ss` (iproute2) shows which process holds a socket, listen backlogs and
+// TCP timers. Without it, tests leave those checks out.
+const HAS_SS = (() => {
+  try {
+    execFileSync('ss', ['-V'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
 
 function isAlive(pid) {
   try {
@@ -122,4 +133,4 @@ function get(port, { path: p = '/', timeout = 5000, headers = {}, host = '127.0.
   });
 }
 
-module.exports = { ROOT, FIXTURES, IMPLS, startCluster, get, isAlive };
+module.exports = { ROOT, FIXTURES, IMPLS, HAS_SS, startCluster, get, isAlive };

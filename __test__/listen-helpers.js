@@ -10,7 +10,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
-const { startCluster, get, isAlive } = require('./helpers');
+const { startCluster, get, isAlive, HAS_SS } = require('./helpers');
 
 const POLICIES = ['rr', 'none'];
 
@@ -186,16 +186,6 @@ function opOf(c, id, i) {
   return ev;
 }
 
-// `ss` (iproute2) shows which process holds a socket, listen backlogs and
-// TCP timers. Without it those checks are left out.
-const HAS_SS = (() => {
-  try {
-    execFileSync('ss', ['-V'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 function ss(args) {
   return execFileSync('ss', args, { encoding: 'utf8' });
