@@ -270,12 +270,13 @@ function onBatch(n, replies, error) {
 }
 
 // The primary closed our channel: it exited, or it cut this worker off.
-// A worker cannot serve without it; exit as Node's worker does when its
-// primary disappears.
+// A worker cannot serve without it. Leaving through the IPC disconnect gives
+// the same 'disconnect' then exit(0) as Node's worker whose primary is gone
+// (this channel's EOF can arrive before the IPC channel's).
 function onChannelLost() {
   channel = null;
-  if (channelClosing) return;
-  if (!cluster.worker.exitedAfterDisconnect) process.exit(0);
+  if (channelClosing || cluster.worker.exitedAfterDisconnect) return;
+  if (process.connected) process.disconnect();
 }
 
 function closeChannel() {
