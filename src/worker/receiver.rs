@@ -324,16 +324,16 @@ unsafe fn poll_ready(inner: *mut Inner, status: c_int) {
         };
         let pending = (*inner).conns_len > 0 || !(*inner).replies.is_empty();
         match outcome {
-            Ok(Drained::Full) => deliver(inner, None),
+            Ok(Drained::Full) => deliver(inner),
             Ok(Drained::Idle) => {
                 if pending {
-                    deliver(inner, None);
+                    deliver(inner);
                 }
                 return;
             }
             Ok(Drained::Eof) => {
                 if pending {
-                    deliver(inner, None);
+                    deliver(inner);
                 }
                 finish(inner, Error::Closed);
                 return;
@@ -450,10 +450,10 @@ fn drain_frames(inner: &mut Inner) -> Result<Drained, Error> {
     }
 }
 
-/// Calls `callback(nConns, replies, error)` through `napi_make_callback`, so
+/// Hands a batch to JS: `callback(nConns, replies, null)` through `napi_make_callback`, so
 /// promise jobs and nextTicks run after it as after any I/O callback. A throw
 /// becomes an uncaught exception, as with Node's own handles.
-unsafe fn deliver(inner: *mut Inner, error: Option<Error>) {
+unsafe fn deliver(inner: *mut Inner) {
     let env = (*inner).env;
     let n = (*inner).conns_len;
     (*inner).conns_len = 0;
@@ -464,7 +464,7 @@ unsafe fn deliver(inner: *mut Inner, error: Option<Error>) {
     }
     let mut func = ptr::null_mut();
     if sys::napi_get_reference_value(env, (*inner).callback, &mut func) == sys::Status::napi_ok && !func.is_null() {
-        let _ = call_js(env, (*inner).async_ctx, func, n, &replies, error);
+        let _ = call_js(env, (*inner).async_ctx, func, n, &replies, None);
     }
     sys::napi_close_handle_scope(env, scope);
 }
