@@ -219,9 +219,10 @@ function listenRoundRobin(p, reply) {
   p.cb(0, faux);
 }
 
-// Acknowledge first, then serve: a worker that dies while serving has
-// already told the primary it took these connections, and one that dies
-// before acknowledging never touched them, so the primary re-routes those.
+// Answer first, then serve. These connections are already claimed on the
+// board, so from here on they are this worker's (a worker that dies loses
+// them, as Node's would); a refusal goes to the primary at once, which gives
+// the connection to another worker.
 function onConnections(n) {
   for (let i = 0; i < n; i++) {
     const entry = servers.get(conns[3 * i]);

@@ -132,7 +132,7 @@ impl PrimaryReactor {
         self.send(Command::WorkerExited { id })
     }
 
-    /// Connections a worker may hold unacknowledged (default 8).
+    /// Connections a worker may hold unacknowledged (default 32).
     #[napi(catch_unwind)]
     pub fn set_window(&self, window: u32) -> Result<()> {
         self.send(Command::SetWindow {

@@ -12,6 +12,14 @@
 //!
 //! A slot holds `seq << 2 | state`; the sequence number makes a stale claim
 //! (for an older connection that used the same slot) fail.
+//!
+//! The board also decides who closes a connection last. The primary keeps
+//! its copy of the fd until the worker acknowledges, and closing the last
+//! copy of a socket is the expensive part of closing it (the kernel frees
+//! it then). So the worker keeps a spare copy of each connection it claims
+//! until the primary *releases* the slot (CLAIMED -> free), which the
+//! primary does only after closing its own copy: the final close, and its
+//! cost, stays in the worker, off the primary's single thread.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -129,6 +137,19 @@ impl Board {
         })
     }
 
+    /// Primary: its copy of connection `seq` is closed; the worker may drop its spare.
+    pub fn release(&self, i: u16, seq: u32) {
+        if let Some(s) = self.slot(i) {
+            let _ = s.compare_exchange(word(seq, CLAIMED), 0, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+
+    /// Worker: whether the primary still holds its copy of claimed connection `seq`.
+    pub fn still_claimed(&self, i: u16, seq: u32) -> bool {
+        self.slot(i)
+            .is_some_and(|s| s.load(Ordering::Acquire) == word(seq, CLAIMED))
+    }
+
     /// Primary: take connection `seq` back. False if the worker claimed it first.
     pub fn revoke(&self, i: u16, seq: u32) -> bool {
         self.slot(i).is_some_and(|s| {
@@ -158,6 +179,22 @@ mod tests {
         primary.mark_sent(4, 11);
         assert!(primary.revoke(4, 11));
         assert!(!worker.claim(4, 11), "revoked connections are not served");
+    }
+
+    #[test]
+    fn a_claim_is_held_until_the_primary_releases_it() {
+        let primary = Board::create().unwrap();
+        let worker = Board::map(primary.fd().try_clone().unwrap()).unwrap();
+        primary.mark_sent(5, 7);
+        assert!(!worker.still_claimed(5, 7), "sent is not claimed");
+        assert!(worker.claim(5, 7));
+        assert!(worker.still_claimed(5, 7));
+        primary.release(5, 6);
+        assert!(worker.still_claimed(5, 7), "releasing another seq changes nothing");
+        primary.release(5, 7);
+        assert!(!worker.still_claimed(5, 7));
+        primary.mark_sent(5, 8);
+        assert!(!worker.still_claimed(5, 7), "a reused slot is not the old claim");
     }
 
     #[test]

@@ -19,10 +19,11 @@ pub use handles::Policy;
 use crate::error::Error;
 
 /// How many connections a worker may hold unacknowledged. Node uses 1, which
-/// costs a round trip per connection; a small window lets the primary hand
-/// out connections in batches while a stalled worker still stops receiving
-/// after a few.
-pub const DEFAULT_WINDOW: usize = 8;
+/// costs a round trip per connection. The primary rests between rounds under
+/// load (`reactor.rs`), so the window must hold a round's worth of
+/// connections per worker; a stalled worker does not keep them, as it claims
+/// only what it is about to serve and the rest is revoked.
+pub const DEFAULT_WINDOW: usize = 32;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Config {

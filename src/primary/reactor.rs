@@ -33,10 +33,27 @@ const OUT_OF_FDS_PAUSE: Duration = Duration::from_millis(20);
 /// burst of keep-alive connections for good, hence the margin.
 const STALL: Duration = Duration::from_millis(500);
 
+/// After a round that handed out several connections, listeners and worker
+/// channels are left unread this long, so that the next round finds a batch
+/// instead of one connection. Why: on this kind of machine every sleep and
+/// wakeup of the reactor costs about 30 µs of CPU, several times an accept,
+/// and under load a wakeup per connection or per acknowledgement made the
+/// reactor the busiest thing in the primary. A round that found a single
+/// connection rests not at all, so a lone client sees no added latency.
+const REST: Duration = Duration::from_millis(1);
+
+/// A round that handed out at least this many connections is followed by a
+/// rest; so is one that handed out any right after a rest (still busy).
+const BUSY_ROUND: usize = 2;
+
 /// The worker's end of the channel is closed: that is the worker's exit,
 /// which Node reports through 'exit', not as an error.
 fn peer_gone(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET))
+}
+
+fn pollfd(fd: i32, events: i16) -> libc::pollfd {
+    libc::pollfd { fd, events, revents: 0 }
 }
 
 enum Target {
@@ -56,6 +73,12 @@ pub struct Reactor {
     scratch: Vec<u8>,
     fd_scratch: Vec<i32>,
     touched: Vec<u32>,
+    /// Until when listeners and acks are left unread (see `REST`).
+    rest_until: Option<Instant>,
+    /// Connections handed out in this round.
+    round_sent: usize,
+    /// Whether the last round was followed by a rest.
+    rested: bool,
 }
 
 impl Reactor {
@@ -71,6 +94,9 @@ impl Reactor {
             scratch: Vec::with_capacity(4096),
             fd_scratch: Vec::with_capacity(crate::protocol::MAX_BATCH),
             touched: Vec::new(),
+            rest_until: None,
+            round_sent: 0,
+            rested: false,
         }
     }
 
@@ -89,7 +115,11 @@ impl Reactor {
         let mut targets: Vec<Target> = Vec::new();
         let mut pollfds: Vec<libc::pollfd> = Vec::new();
         loop {
-            let timeout = self.build_poll_set(&mut targets, &mut pollfds);
+            let resting = self.rest_until.filter(|&t| t > Instant::now());
+            let timeout = match resting {
+                Some(until) => self.build_rest_set(until, &mut targets, &mut pollfds),
+                None => self.build_poll_set(&mut targets, &mut pollfds),
+            };
             let n = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout) };
             if n < 0 {
                 if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
@@ -97,6 +127,7 @@ impl Reactor {
                 }
                 return;
             }
+            self.round_sent = 0;
             for (t, p) in targets.iter().zip(pollfds.iter()) {
                 if p.revents == 0 {
                     continue;
@@ -120,6 +151,12 @@ impl Reactor {
             }
             self.revoke_stalled();
             self.dispatch_queued();
+            if resting.is_none() {
+                self.rested = self.round_sent >= BUSY_ROUND || (self.rested && self.round_sent > 0);
+                if self.rested {
+                    self.rest_until = Some(Instant::now() + REST);
+                }
+            }
         }
     }
 
@@ -152,12 +189,29 @@ impl Reactor {
         }
     }
 
+    /// While resting only the JS thread's commands and pending writes are watched.
+    fn build_rest_set(&self, until: Instant, targets: &mut Vec<Target>, pollfds: &mut Vec<libc::pollfd>) -> i32 {
+        targets.clear();
+        pollfds.clear();
+        targets.push(Target::Wake);
+        pollfds.push(pollfd(self.wake_rx.as_raw_fd(), libc::POLLIN));
+        for (&id, link) in &self.links {
+            if link.wants_write() {
+                targets.push(Target::Link(id));
+                pollfds.push(pollfd(link.chan.raw(), libc::POLLOUT));
+            }
+        }
+        until
+            .saturating_duration_since(Instant::now())
+            .as_micros()
+            .div_ceil(1000) as i32
+    }
+
     /// Listeners are polled only while some worker has room, so a full
     /// window leaves connections in the kernel backlog instead of in memory.
     fn build_poll_set(&self, targets: &mut Vec<Target>, pollfds: &mut Vec<libc::pollfd>) -> i32 {
         targets.clear();
         pollfds.clear();
-        let pollfd = |fd: i32, events: i16| libc::pollfd { fd, events, revents: 0 };
         targets.push(Target::Wake);
         pollfds.push(pollfd(self.wake_rx.as_raw_fd(), libc::POLLIN));
         let now = Instant::now();
@@ -349,7 +403,13 @@ impl Reactor {
             let inflight = link
                 .settle(a.seq)
                 .ok_or(ProtocolError::BadBody("ack for a connection never sent"))?;
-            if a.outcome == Outcome::Refused {
+            let slot = inflight.slot;
+            if a.outcome == Outcome::Accepted {
+                // Our copy goes first: the worker closes last (board.rs).
+                drop(inflight);
+                link.board.release(slot, a.seq);
+            } else {
+                link.board.release(slot, a.seq);
                 let mut refused_by = inflight.refused_by;
                 refused_by.push(id);
                 self.requeue(
@@ -384,8 +444,11 @@ impl Reactor {
         }
     }
 
-    /// The worker is gone: every connection it had not acknowledged goes to
-    /// another worker of the same server, or is closed if none is left.
+    /// The worker is gone: every connection it had not claimed goes to
+    /// another worker of the same server, or is closed if none is left. One
+    /// it claimed but had not yet acknowledged (workers acknowledge in
+    /// batches) may already have been read, so it is closed, not re-routed:
+    /// the same fate as the connections it had acknowledged.
     fn drop_link(&mut self, id: u32) {
         for h in self.handles.ids_of(id) {
             self.handles.leave(h, id);
@@ -393,7 +456,10 @@ impl Reactor {
         let Some(link) = self.links.remove(&id) else {
             return;
         };
-        for (_, inflight) in link.inflight {
+        for (seq, inflight) in link.inflight {
+            if !link.board.revoke(inflight.slot, seq) {
+                continue;
+            }
             self.requeue(
                 inflight.handle,
                 Queued {
@@ -448,9 +514,11 @@ impl Reactor {
         };
         let links = &mut self.links;
         let touched = &mut self.touched;
+        let round_sent = &mut self.round_sent;
         let now = Instant::now();
         let mut assign = |links: &mut HashMap<u32, Link>, w: u32, fd, refused_by, seq: &mut u32| {
             *seq = seq.wrapping_add(1);
+            *round_sent += 1;
             let link = links.get_mut(&w).expect("picked workers have links");
             link.assign(*seq, id, fd, refused_by, now);
             if !touched.contains(&w) {

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::board::Board;
 use crate::channel::{pair, Channel, Received};
-use crate::protocol::{encode_acks, encode_close, encode_hello, encode_query, Ack, Decoder, Frame, Outcome, Query};
+use crate::protocol::{
+    encode_acks, encode_close, encode_hello, encode_query, Ack, Conn, Decoder, Frame, Outcome, Query,
+};
 
 struct FakeWorker {
     chan: Channel,
@@ -96,32 +98,31 @@ impl FakeWorker {
         got
     }
 
-    /// Reads for `period` without acknowledging: the connections this worker
-    /// managed to claim, and how many it found revoked.
-    fn hold_for(&mut self, period: Duration) -> (Vec<(crate::protocol::Conn, Option<OwnedFd>)>, usize) {
+    /// Reads for `period`, claiming and acknowledging nothing.
+    fn receive_for(&mut self, period: Duration) -> Vec<(Conn, Option<OwnedFd>)> {
         let deadline = Instant::now() + period;
-        let (mut held, mut revoked) = (Vec::new(), 0);
+        let mut got = Vec::new();
         while Instant::now() < deadline {
             let _ = self.chan.recv(&mut self.dec);
             while let Ok(Some(frame)) = self.dec.next_frame() {
                 match frame {
                     Frame::Board(fd) => self.board = Some(Board::map(fd).unwrap()),
-                    Frame::NewConn(conns) => {
-                        let board = self.board.as_ref().unwrap();
-                        for (c, fd) in conns {
-                            if board.claim(c.slot, c.seq) {
-                                held.push((c, fd));
-                            } else {
-                                revoked += 1;
-                            }
-                        }
-                    }
+                    Frame::NewConn(conns) => got.extend(conns),
                     _ => {}
                 }
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        (held, revoked)
+        got
+    }
+
+    /// Reads for `period` without acknowledging: the connections this worker
+    /// managed to claim, and how many it found revoked.
+    fn hold_for(&mut self, period: Duration) -> (Vec<(Conn, Option<OwnedFd>)>, usize) {
+        let got = self.receive_for(period);
+        let board = self.board.as_ref().expect("the board comes first");
+        let (held, revoked): (Vec<_>, Vec<_>) = got.into_iter().partition(|(c, _)| board.claim(c.slot, c.seq));
+        (held, revoked.len())
     }
 
     fn reply(&mut self) -> crate::protocol::Reply {
@@ -166,6 +167,16 @@ fn client(port: u16, tag: u8) -> TcpStream {
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     c.write_all(&[tag]).unwrap();
     c
+}
+
+/// The server side of `c` is gone: end of stream or reset, not a timeout.
+fn assert_closed(c: &mut TcpStream) {
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    match c.read(&mut [0u8; 1]) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("connection still open: {other:?}"),
+    }
 }
 
 fn peer_port(fd: &OwnedFd) -> u16 {
@@ -224,23 +235,30 @@ fn refused_connections_go_to_another_worker() {
 }
 
 #[test]
-fn a_worker_that_dies_before_acking_loses_nothing() {
+fn a_dead_worker_loses_only_what_it_claimed() {
     let (_p, _events, mut a, mut b, port) = two_workers();
-    let _clients: Vec<_> = (0..2).map(|i| client(port, i)).collect();
-    // a claims a connection (so it cannot be revoked), then dies without
-    // acknowledging it: the primary still has the fd and gives it to b.
+    let mut clients: Vec<_> = (0..4).map(|i| client(port, i)).collect();
+    // a receives its two, claims one and dies without acknowledging either.
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut held = Vec::new();
-    while held.is_empty() {
-        assert!(Instant::now() < deadline, "a never got a connection");
-        held = a.hold_for(Duration::from_millis(10)).0;
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        assert!(Instant::now() < deadline, "a got {} connections", got.len());
+        got.extend(a.receive_for(Duration::from_millis(10)));
     }
-    drop(held);
+    let (claimed, _) = &got[0];
+    assert!(a.board.as_ref().unwrap().claim(claimed.slot, claimed.seq));
+    let claimed_tag = read_tag(got[0].1.as_ref().unwrap());
+    drop(got);
     drop(a);
-    let got = b.take_conns(2, true);
-    let mut tags: Vec<u8> = got.iter().map(|(_, fd)| read_tag(fd)).collect();
+    // The one it claimed may have been read: it is closed, never re-routed.
+    let lost = &mut clients[claimed_tag as usize];
+    assert_closed(lost);
+    // The one it never claimed is still the primary's, and goes to b.
+    let served = b.take_conns(3, true);
+    let mut tags: Vec<u8> = served.iter().map(|(_, fd)| read_tag(fd)).collect();
+    tags.push(claimed_tag);
     tags.sort();
-    assert_eq!(tags, vec![0, 1]);
+    assert_eq!(tags, vec![0, 1, 2, 3]);
 }
 
 #[test]
@@ -351,4 +369,37 @@ fn a_stalled_worker_loses_the_connections_it_never_read() {
     // When a wakes up, its stale copies fail to claim: nothing is served twice.
     let (held, revoked) = a.hold_for(Duration::from_millis(300));
     assert!(held.is_empty() && revoked > 0, "held {}, revoked {revoked}", held.len());
+}
+
+#[test]
+fn an_accepted_connection_is_released_once_the_primary_let_go() {
+    let (p, _events) = start(8);
+    let mut a = FakeWorker::join(&p, 1);
+    a.query("k", 0);
+    let port = a.reply().sockname.unwrap().port;
+    let mut c = client(port, 9);
+    let mut got = Vec::new();
+    while got.is_empty() {
+        got = a.receive_for(Duration::from_millis(10));
+    }
+    let (conn, fd) = got.pop().unwrap();
+    let board = a.board.as_ref().unwrap();
+    assert!(board.claim(conn.slot, conn.seq));
+    let mut out = Vec::new();
+    encode_acks(
+        &mut out,
+        std::iter::once(Ack {
+            seq: conn.seq,
+            outcome: Outcome::Accepted,
+        }),
+    );
+    a.send(&out);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while board.still_claimed(conn.slot, conn.seq) {
+        assert!(Instant::now() < deadline, "the slot was never released");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // Released means the primary's copy is closed: ours was the last.
+    drop(fd);
+    assert_closed(&mut c);
 }

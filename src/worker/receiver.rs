@@ -8,11 +8,20 @@
 //! callback per batch, on the loop that will run the JS anyway. This file is
 //! the only user of libuv: its symbols are looked up at run time from the
 //! Node binary that loaded us (Node exports libuv to addons).
+//!
+//! A batch is not taken whole: its connections wait in `pending` and are
+//! claimed one per loop turn, each once its client has sent something
+//! (`claim_turn` says why). An idle handle keeps the loop turning while some
+//! are ready; a timer looks again while clients are silent, and closes the
+//! spare copies of claimed connections once the primary has let go of its
+//! own (`board.rs`).
 
+use std::collections::VecDeque;
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::io;
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::ptr;
+use std::time::{Duration, Instant};
 
 use napi::sys;
 use once_cell::sync::OnceCell;
@@ -20,13 +29,30 @@ use once_cell::sync::OnceCell;
 use crate::board::Board;
 use crate::channel::{Channel, Received};
 use crate::error::{Error, ProtocolError};
-use crate::protocol::{encode_acks, encode_close, encode_hello, encode_query, Ack, Decoder, Frame, Outcome, Query};
+use crate::protocol::{
+    encode_acks, encode_close, encode_hello, encode_query, Ack, Conn, Decoder, Frame, Outcome, Query,
+};
 
+const UV_IDLE: c_int = 6;
 const UV_POLL: c_int = 8;
+const UV_TIMER: c_int = 13;
 const UV_READABLE: c_int = 1;
 const UV_DISCONNECT: c_int = 4;
 
+/// Acceptances held back at most this many before they are sent.
+const ACK_BATCH: usize = 16;
+
+/// How often spare copies are checked for release, and pending connections
+/// for their client's first bytes, when nothing else turns the loop.
+const TICK_MS: u64 = 1;
+
+/// A connection whose client has sent nothing is claimed after this long
+/// anyway: the protocol may be one where the server speaks first.
+const UNREAD_CLAIM_AFTER: Duration = Duration::from_millis(10);
+
 type PollCb = unsafe extern "C" fn(*mut c_void, c_int, c_int);
+/// The callback of idle and timer handles.
+type TickCb = unsafe extern "C" fn(*mut c_void);
 type CloseCb = unsafe extern "C" fn(*mut c_void);
 
 struct Uv {
@@ -34,6 +60,12 @@ struct Uv {
     poll_init: unsafe extern "C" fn(*mut c_void, *mut c_void, c_int) -> c_int,
     poll_start: unsafe extern "C" fn(*mut c_void, c_int, PollCb) -> c_int,
     poll_stop: unsafe extern "C" fn(*mut c_void) -> c_int,
+    idle_init: unsafe extern "C" fn(*mut c_void, *mut c_void) -> c_int,
+    idle_start: unsafe extern "C" fn(*mut c_void, TickCb) -> c_int,
+    idle_stop: unsafe extern "C" fn(*mut c_void) -> c_int,
+    timer_init: unsafe extern "C" fn(*mut c_void, *mut c_void) -> c_int,
+    timer_start: unsafe extern "C" fn(*mut c_void, TickCb, u64, u64) -> c_int,
+    timer_stop: unsafe extern "C" fn(*mut c_void) -> c_int,
     close: unsafe extern "C" fn(*mut c_void, Option<CloseCb>),
     ref_: unsafe extern "C" fn(*mut c_void),
     unref: unsafe extern "C" fn(*mut c_void),
@@ -63,6 +95,12 @@ fn uv() -> io::Result<&'static Uv> {
             poll_init: sym(c"uv_poll_init")?,
             poll_start: sym(c"uv_poll_start")?,
             poll_stop: sym(c"uv_poll_stop")?,
+            idle_init: sym(c"uv_idle_init")?,
+            idle_start: sym(c"uv_idle_start")?,
+            idle_stop: sym(c"uv_idle_stop")?,
+            timer_init: sym(c"uv_timer_init")?,
+            timer_start: sym(c"uv_timer_start")?,
+            timer_stop: sym(c"uv_timer_stop")?,
             close: sym(c"uv_close")?,
             ref_: sym(c"uv_ref")?,
             unref: sym(c"uv_unref")?,
@@ -104,10 +142,34 @@ struct Inner {
     conns_len: usize,
     uv_words: usize,
     replies: Vec<String>,
-    /// Connections revoked before we read them, answered in one frame.
-    revoked: Vec<u32>,
+    /// Connections read from the channel but not claimed yet.
+    pending: VecDeque<Pending>,
+    /// Nothing pending could be claimed on the last turn: no client has sent
+    /// anything yet. The timer, not the idle handle, looks again.
+    waiting_for_input: bool,
+    /// Active while `pending` holds connections ready to claim, so the loop
+    /// turns again without waiting for I/O.
+    idle_handle: *mut c_void,
+    idle_words: usize,
+    idle_on: bool,
+    /// Acknowledgements not sent yet.
+    acks: Vec<Ack>,
+    /// A spare copy of each claimed connection, until the primary releases
+    /// its slot (see `board.rs`): `(slot, seq, fd)`.
+    held: Vec<(u16, u32, OwnedFd)>,
+    /// Runs while `held` is not empty, so spares go even when nothing else
+    /// turns this loop.
+    timer_handle: *mut c_void,
+    timer_words: usize,
+    timer_on: bool,
     closed: bool,
     scratch: Vec<u8>,
+}
+
+struct Pending {
+    conn: Conn,
+    fd: Option<OwnedFd>,
+    arrived: Instant,
 }
 
 pub struct Receiver {
@@ -167,10 +229,9 @@ impl Receiver {
 
         let mut loop_ = ptr::null_mut();
         napi_check(sys::napi_get_uv_event_loop(env, &mut loop_))?;
-        let size = (uv.handle_size)(UV_POLL);
-        // u64 words keep the allocation 8-aligned, which uv handles need.
-        let words = vec![0u64; size.div_ceil(8)].into_boxed_slice();
-        let uv_handle = Box::into_raw(words) as *mut c_void;
+        let (uv_handle, uv_words) = alloc_handle(uv, UV_POLL);
+        let (idle_handle, idle_words) = alloc_handle(uv, UV_IDLE);
+        let (timer_handle, timer_words) = alloc_handle(uv, UV_TIMER);
 
         let raw_fd = chan.raw();
         let mut inner = Box::new(Inner {
@@ -185,14 +246,30 @@ impl Receiver {
             conns_ptr: data as *mut i32,
             conns_cap: len / 3,
             conns_len: 0,
-            uv_words: size.div_ceil(8),
+            uv_words,
             replies: Vec::new(),
-            revoked: Vec::new(),
+            pending: VecDeque::new(),
+            waiting_for_input: false,
+            idle_handle,
+            idle_words,
+            idle_on: false,
+            acks: Vec::new(),
+            held: Vec::new(),
+            timer_handle,
+            timer_words,
+            timer_on: false,
             closed: false,
             scratch: Vec::with_capacity(256),
         });
         uv_check((uv.poll_init)(loop_ as *mut c_void, uv_handle, raw_fd)).map_err(io_to_napi)?;
         *(uv_handle as *mut *mut c_void) = &mut *inner as *mut Inner as *mut c_void;
+        uv_check((uv.idle_init)(loop_ as *mut c_void, idle_handle)).map_err(io_to_napi)?;
+        *(idle_handle as *mut *mut c_void) = &mut *inner as *mut Inner as *mut c_void;
+        uv_check((uv.timer_init)(loop_ as *mut c_void, timer_handle)).map_err(io_to_napi)?;
+        *(timer_handle as *mut *mut c_void) = &mut *inner as *mut Inner as *mut c_void;
+        // Only the poll handle decides whether the loop stays alive.
+        (uv.unref)(idle_handle);
+        (uv.unref)(timer_handle);
         uv_check((uv.poll_start)(uv_handle, UV_READABLE | UV_DISCONNECT, on_poll)).map_err(io_to_napi)?;
         Ok(Receiver { inner })
     }
@@ -206,15 +283,25 @@ impl Receiver {
     }
 
     /// Acknowledges the first `n` connections of the last batch, reading the
-    /// accepted flags JS wrote into the shared buffer.
+    /// accepted flags JS wrote into the shared buffer. Acceptances are sent
+    /// in batches: the claim board already tells the primary who owns each
+    /// connection; the acknowledgement only lets it close its copy and send
+    /// more. A refusal goes at once, so the connection is re-routed promptly.
     pub fn ack(&mut self, n: usize) -> Result<(), Error> {
         let n = n.min(self.inner.conns_cap);
         let slots = unsafe { std::slice::from_raw_parts(self.inner.conns_ptr, n * 3) };
-        let acks = slots.chunks_exact(3).map(|s| Ack {
-            seq: s[1] as u32,
-            outcome: if s[2] != 0 { Outcome::Accepted } else { Outcome::Refused },
-        });
-        self.send(|out| encode_acks(out, acks))
+        let mut refused = false;
+        for s in slots.chunks_exact(3) {
+            refused |= s[2] == 0;
+            self.inner.acks.push(Ack {
+                seq: s[1] as u32,
+                outcome: if s[2] != 0 { Outcome::Accepted } else { Outcome::Refused },
+            });
+        }
+        if refused || self.inner.pending.is_empty() || self.inner.acks.len() >= ACK_BATCH {
+            flush_acks(&mut self.inner)?;
+        }
+        Ok(())
     }
 
     fn send(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> Result<(), Error> {
@@ -264,18 +351,28 @@ fn close_inner(inner: &mut Inner) {
         return;
     }
     inner.closed = true;
+    // Best effort: what it does not get, the primary learns from the board.
+    let _ = flush_acks(inner);
     if let Ok(uv) = uv() {
         unsafe {
             (uv.poll_stop)(inner.uv_handle);
+            (uv.idle_stop)(inner.idle_handle);
+            (uv.timer_stop)(inner.timer_handle);
             // libuv still owns the handle memory until the close callback,
             // which frees it; `data` carries the allocation's size there.
             *(inner.uv_handle as *mut usize) = inner.uv_words;
             (uv.close)(inner.uv_handle, Some(on_close));
+            *(inner.idle_handle as *mut usize) = inner.idle_words;
+            (uv.close)(inner.idle_handle, Some(on_close));
+            *(inner.timer_handle as *mut usize) = inner.timer_words;
+            (uv.close)(inner.timer_handle, Some(on_close));
         }
     }
     // Polling has stopped, so the fd can go now: the primary sees end of
-    // stream and re-routes whatever this worker had not acknowledged.
+    // stream and re-routes whatever this worker had not claimed.
     inner.chan = None;
+    inner.pending.clear();
+    inner.held.clear();
     unsafe {
         sys::napi_delete_reference(inner.env, inner.callback);
         sys::napi_delete_reference(inner.env, inner.conns);
@@ -283,6 +380,16 @@ fn close_inner(inner: &mut Inner) {
             sys::napi_async_destroy(inner.env, inner.async_ctx);
         }
     }
+}
+
+/// A zeroed uv handle of `kind`, and its size in u64 words (which keep it
+/// 8-aligned, as uv handles need).
+fn alloc_handle(uv: &Uv, kind: c_int) -> (*mut c_void, usize) {
+    let words = unsafe { (uv.handle_size)(kind) }.div_ceil(8);
+    (
+        Box::into_raw(vec![0u64; words].into_boxed_slice()) as *mut c_void,
+        words,
+    )
 }
 
 unsafe extern "C" fn on_close(handle: *mut c_void) {
@@ -293,12 +400,19 @@ unsafe extern "C" fn on_close(handle: *mut c_void) {
     )));
 }
 
-enum Drained {
-    /// Nothing more to read for now.
-    Idle,
-    /// The shared conns buffer is full: deliver, then read on.
-    Full,
-    Eof,
+fn flush_acks(inner: &mut Inner) -> Result<(), Error> {
+    if inner.acks.is_empty() {
+        return Ok(());
+    }
+    let mut out = std::mem::take(&mut inner.scratch);
+    out.clear();
+    encode_acks(&mut out, inner.acks.drain(..));
+    let r = match &inner.chan {
+        Some(chan) => chan.send_all_blocking(&out, &[]).map_err(Error::from),
+        None => Err(Error::Closed),
+    };
+    inner.scratch = out;
+    r
 }
 
 unsafe extern "C" fn on_poll(handle: *mut c_void, status: c_int, _events: c_int) {
@@ -310,39 +424,49 @@ unsafe extern "C" fn on_poll(handle: *mut c_void, status: c_int, _events: c_int)
     }
 }
 
+/// The idle handle's and the timer's callback: a turn with nothing new read.
+unsafe extern "C" fn on_tick(handle: *mut c_void) {
+    let inner: *mut Inner = *(handle as *mut *mut Inner);
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| turn(inner, Ok(false))));
+    if let Err(payload) = caught {
+        finish(inner, Error::from_panic(payload));
+    }
+}
+
+unsafe fn poll_ready(inner: *mut Inner, status: c_int) {
+    if (*inner).closed {
+        return;
+    }
+    let read = if status < 0 {
+        Err(Error::Io(io::Error::from_raw_os_error(-status)))
+    } else {
+        drain(&mut *inner)
+    };
+    turn(inner, read);
+}
+
+/// One loop turn's work: claim this turn's connections, hand them and any
+/// replies to JS, then deal with how reading went (`Ok(true)`: end of stream).
+///
 /// JS may re-enter this receiver (ack, close) from inside `deliver`, so no
 /// Rust reference to Inner is held across a call into JS.
-unsafe fn poll_ready(inner: *mut Inner, status: c_int) {
-    loop {
-        if (*inner).closed {
-            return;
-        }
-        let outcome = if status < 0 {
-            Err(Error::Io(io::Error::from_raw_os_error(-status)))
-        } else {
-            drain(&mut *inner)
-        };
-        let pending = (*inner).conns_len > 0 || !(*inner).replies.is_empty();
-        match outcome {
-            Ok(Drained::Full) => deliver(inner),
-            Ok(Drained::Idle) => {
-                if pending {
-                    deliver(inner);
-                }
-                return;
-            }
-            Ok(Drained::Eof) => {
-                if pending {
-                    deliver(inner);
-                }
-                finish(inner, Error::Closed);
-                return;
-            }
-            Err(e) => {
-                finish(inner, e);
-                return;
-            }
-        }
+unsafe fn turn(inner: *mut Inner, read: Result<bool, Error>) {
+    if (*inner).closed {
+        return;
+    }
+    drop_spares(&mut *inner);
+    let claimed = claim_turn(&mut *inner);
+    if (*inner).conns_len > 0 || !(*inner).replies.is_empty() {
+        deliver(inner);
+    }
+    if (*inner).closed {
+        return;
+    }
+    let result = claimed.and(read);
+    match result {
+        Ok(false) => set_handles(&mut *inner),
+        Ok(true) => finish(inner, Error::Closed),
+        Err(e) => finish(inner, e),
     }
 }
 
@@ -371,31 +495,115 @@ unsafe fn finish(inner: *mut Inner, why: Error) {
     sys::napi_close_handle_scope(env, scope);
 }
 
-/// Reads what is available into `replies` and the shared conns buffer.
-fn drain(inner: &mut Inner) -> Result<Drained, Error> {
-    let result = drain_frames(inner);
-    if !inner.revoked.is_empty() {
-        let mut out = Vec::new();
-        encode_acks(
-            &mut out,
-            inner.revoked.drain(..).map(|seq| Ack {
-                seq,
-                outcome: Outcome::Revoked,
-            }),
-        );
-        if let Some(chan) = &inner.chan {
-            chan.send_all_blocking(&out, &[])?;
+/// The idle handle runs while connections are ready to be claimed; the
+/// timer while some wait for their client, or spares for the primary's release.
+fn set_handles(inner: &mut Inner) {
+    let Ok(uv) = uv() else {
+        return;
+    };
+    let idle = !inner.pending.is_empty() && !inner.waiting_for_input;
+    if idle != inner.idle_on {
+        unsafe {
+            if idle {
+                (uv.idle_start)(inner.idle_handle, on_tick);
+            } else {
+                (uv.idle_stop)(inner.idle_handle);
+            }
         }
+        inner.idle_on = idle;
     }
-    result
+    let timer = !inner.held.is_empty() || inner.waiting_for_input;
+    if timer != inner.timer_on {
+        unsafe {
+            if timer {
+                (uv.timer_start)(inner.timer_handle, on_tick, TICK_MS, TICK_MS);
+            } else {
+                (uv.timer_stop)(inner.timer_handle);
+            }
+        }
+        inner.timer_on = timer;
+    }
 }
 
-fn drain_frames(inner: &mut Inner) -> Result<Drained, Error> {
+/// Closes the spares whose slots the primary has released.
+fn drop_spares(inner: &mut Inner) {
+    if let Some(board) = inner.board.as_ref() {
+        inner.held.retain(|(slot, seq, _)| board.still_claimed(*slot, *seq));
+    }
+}
+
+/// Claims at most one pending connection per loop turn, and only one the
+/// client has already sent something on (or that has waited
+/// `UNREAD_CLAIM_AFTER`). Why: a connection this worker claims is its own to
+/// serve, so if its loop then blocks, every connection it claimed waits
+/// with it, while unclaimed ones the primary takes back after a while and
+/// gives to another worker. One per turn, with its request already there,
+/// is served on the very next turn; Node's own round-robin gets the same
+/// bound from a round trip through the primary per connection.
+fn claim_turn(inner: &mut Inner) -> Result<(), Error> {
+    let Some(board) = inner.board.as_ref() else {
+        return Ok(());
+    };
+    let buf = unsafe { std::slice::from_raw_parts_mut(inner.conns_ptr, inner.conns_cap * 3) };
+    let now = Instant::now();
+    let mut revoked = false;
+    let mut looked = 0;
+    while inner.conns_len == 0 && looked < inner.pending.len() {
+        let Some(p) = inner.pending.pop_front() else {
+            break;
+        };
+        let due = now.duration_since(p.arrived) >= UNREAD_CLAIM_AFTER;
+        if !due && !p.fd.as_ref().is_none_or(has_input) {
+            inner.pending.push_back(p);
+            looked += 1;
+            continue;
+        }
+        // Revoked while this worker was not reading: another worker has it
+        // now; dropping our copy closes nothing of theirs.
+        if !board.claim(p.conn.slot, p.conn.seq) {
+            inner.acks.push(Ack {
+                seq: p.conn.seq,
+                outcome: Outcome::Revoked,
+            });
+            revoked = true;
+            continue;
+        }
+        if let Some(spare) = p.fd.as_ref().and_then(|f| f.try_clone().ok()) {
+            inner.held.push((p.conn.slot, p.conn.seq, spare));
+        }
+        buf[0] = p.conn.handle as i32;
+        buf[1] = p.conn.seq as i32;
+        // -1: no room for the fd here; JS refuses it so it is re-routed.
+        buf[2] = p.fd.map_or(-1, |f| f.into_raw_fd());
+        inner.conns_len = 1;
+    }
+    inner.waiting_for_input = inner.conns_len == 0 && !inner.pending.is_empty();
+    // The primary sends nothing new to a worker it revoked from until it hears back.
+    if revoked {
+        flush_acks(inner)?;
+    }
+    Ok(())
+}
+
+/// Whether the peer has sent data, closed, or failed: anything Node should see.
+fn has_input(fd: &OwnedFd) -> bool {
+    let mut byte = 0u8;
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            &mut byte as *mut u8 as *mut c_void,
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN)
+}
+
+/// Reads everything available: replies into `replies`, connections into
+/// `pending`. `Ok(true)` at end of stream.
+fn drain(inner: &mut Inner) -> Result<bool, Error> {
     loop {
-        while inner.conns_len < inner.conns_cap {
-            let Some(frame) = inner.dec.next_frame()? else {
-                break;
-            };
+        while let Some(frame) = inner.dec.next_frame()? {
             match frame {
                 Frame::Reply { reply, fd } => {
                     let mut v = serde_json::to_value(&reply).map_err(ProtocolError::from)?;
@@ -409,43 +617,28 @@ fn drain_frames(inner: &mut Inner) -> Result<Drained, Error> {
                     inner.board = Some(Board::map(fd)?);
                 }
                 Frame::NewConn(conns) => {
-                    if conns.len() > inner.conns_cap - inner.conns_len {
-                        return Err(ProtocolError::BadBody("newconn batch larger than the receive buffer").into());
+                    if inner.board.is_none() {
+                        return Err(ProtocolError::BadBody("newconn before the claim board").into());
                     }
-                    let board = inner
-                        .board
-                        .as_ref()
-                        .ok_or(ProtocolError::BadBody("newconn before the claim board"))?;
-                    let buf = unsafe { std::slice::from_raw_parts_mut(inner.conns_ptr, inner.conns_cap * 3) };
-                    for (c, fd) in conns {
-                        // Revoked while this worker was not reading: another
-                        // worker has it now; dropping our copy closes nothing
-                        // of theirs.
-                        if !board.claim(c.slot, c.seq) {
-                            inner.revoked.push(c.seq);
-                            continue;
-                        }
-                        let slot = inner.conns_len * 3;
-                        buf[slot] = c.handle as i32;
-                        buf[slot + 1] = c.seq as i32;
-                        // -1: no room for the fd here; JS refuses it so it is re-routed.
-                        buf[slot + 2] = fd.map_or(-1, |f| f.into_raw_fd());
-                        inner.conns_len += 1;
+                    // The primary never has more in flight than the board has slots.
+                    if inner.pending.len() + conns.len() > crate::board::SLOTS {
+                        return Err(ProtocolError::BadBody("more connections than claim slots").into());
                     }
+                    let arrived = Instant::now();
+                    inner
+                        .pending
+                        .extend(conns.into_iter().map(|(conn, fd)| Pending { conn, fd, arrived }));
                 }
                 _ => return Err(ProtocolError::WrongDirection.into()),
             }
         }
-        if inner.conns_cap - inner.conns_len < crate::protocol::MAX_BATCH {
-            return Ok(Drained::Full);
-        }
         let Some(chan) = inner.chan.as_mut() else {
-            return Ok(Drained::Eof);
+            return Ok(true);
         };
         match chan.recv(&mut inner.dec)? {
             Received::Data { .. } => {}
-            Received::WouldBlock => return Ok(Drained::Idle),
-            Received::Eof => return Ok(Drained::Eof),
+            Received::WouldBlock => return Ok(false),
+            Received::Eof => return Ok(true),
         }
     }
 }
