@@ -17,7 +17,9 @@ use crate::error::ProtocolError;
 
 /// Bumped whenever a frame's layout or meaning changes. A worker built from a
 /// different version is refused at `Hello` instead of being misunderstood.
-pub const VERSION: u16 = 1;
+/// 2: acceptances are acknowledged in batches and the claim board is
+/// authoritative; the primary releases a claimed slot after closing its copy.
+pub const VERSION: u16 = 2;
 
 /// Largest body accepted. Control frames are small; anything bigger is hostile
 /// or garbled, and refusing it bounds the decoder's memory.
