@@ -124,9 +124,10 @@ const scenarios = {
     },
   },
   // Whether a message sent right behind 'disconnect' is still delivered
-  // depends on how the two arrive in the worker.
-  sendAfterDisconnect: { racy: ['w1'] },
-  sendAfterDisconnectNoCb: { racy: ['w1'] },
+  // depends on how the two arrive in the worker, and whether its write
+  // fails depends on whether the worker has closed the channel by then.
+  sendAfterDisconnect: { racy: ['w1'], lateSend: true },
+  sendAfterDisconnectNoCb: { racy: ['w1'], lateSend: true },
   sendAfterDisconnected: {
     check(s) {
       const cb = s.p.find((e) => e.event === 'send-cb');
@@ -168,7 +169,16 @@ const scenarios = {
   },
 };
 
-for (const [name, { racy = [], check }] of Object.entries(scenarios)) {
+// A write that lost the race with the worker closing its channel.
+const LATE_WRITE = new Set(['EPIPE', 'ECONNRESET']);
+
+function forgiveLateWrite(stream) {
+  return stream
+    .filter((e) => !(e.event.endsWith(':error') && LATE_WRITE.has(e.args[0]?.code)))
+    .map((e) => (e.event === 'send-cb' && LATE_WRITE.has(e.err?.code) ? { ...e, err: null } : e));
+}
+
+for (const [name, { racy = [], lateSend = false, check }] of Object.entries(scenarios)) {
   test(`events and states match node:cluster: ${name}`, { timeout: 20000 }, async () => {
     const res = await runBoth('lifecycle-scenario.js', { SCENARIO: name });
     assertCleanExit(res);
@@ -177,6 +187,9 @@ for (const [name, { racy = [], check }] of Object.entries(scenarios)) {
     for (const key of racy) {
       delete rs[key];
       delete node[key];
+    }
+    if (lateSend) {
+      for (const s of [rs, node]) for (const key of Object.keys(s)) s[key] = forgiveLateWrite(s[key]);
     }
     assert.deepStrictEqual(Object.keys(rs).sort(), Object.keys(node).sort());
     for (const key of Object.keys(node)) {

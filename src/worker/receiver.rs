@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use napi::sys;
 use once_cell::sync::OnceCell;
 
+use super::first_bytes::{has_input, FirstBytes};
 use crate::board::Board;
 use crate::channel::{Channel, Received};
 use crate::error::{Error, ProtocolError};
@@ -162,6 +163,12 @@ struct Inner {
     timer_handle: *mut c_void,
     timer_words: usize,
     timer_on: bool,
+    /// Wakes the loop when a pending connection's client sends its first
+    /// bytes; None where there is no epoll (the timer looks instead).
+    first_bytes: Option<FirstBytes>,
+    /// Its uv poll handle; null without `first_bytes`.
+    fb_handle: *mut c_void,
+    fb_words: usize,
     closed: bool,
     scratch: Vec<u8>,
 }
@@ -170,6 +177,8 @@ struct Pending {
     conn: Conn,
     fd: Option<OwnedFd>,
     arrived: Instant,
+    /// In `first_bytes`' set: it arrived before its client's first bytes.
+    watched: bool,
 }
 
 pub struct Receiver {
@@ -232,6 +241,11 @@ impl Receiver {
         let (uv_handle, uv_words) = alloc_handle(uv, UV_POLL);
         let (idle_handle, idle_words) = alloc_handle(uv, UV_IDLE);
         let (timer_handle, timer_words) = alloc_handle(uv, UV_TIMER);
+        let first_bytes = FirstBytes::new().ok();
+        let (fb_handle, fb_words) = match first_bytes {
+            Some(_) => alloc_handle(uv, UV_POLL),
+            None => (ptr::null_mut(), 0),
+        };
 
         let raw_fd = chan.raw();
         let mut inner = Box::new(Inner {
@@ -258,6 +272,9 @@ impl Receiver {
             timer_handle,
             timer_words,
             timer_on: false,
+            first_bytes,
+            fb_handle,
+            fb_words,
             closed: false,
             scratch: Vec::with_capacity(256),
         });
@@ -270,6 +287,12 @@ impl Receiver {
         // Only the poll handle decides whether the loop stays alive.
         (uv.unref)(idle_handle);
         (uv.unref)(timer_handle);
+        if let Some(fb) = &inner.first_bytes {
+            uv_check((uv.poll_init)(loop_ as *mut c_void, fb_handle, fb.raw())).map_err(io_to_napi)?;
+            *(fb_handle as *mut *mut c_void) = &mut *inner as *mut Inner as *mut c_void;
+            uv_check((uv.poll_start)(fb_handle, UV_READABLE, on_first_bytes)).map_err(io_to_napi)?;
+            (uv.unref)(fb_handle);
+        }
         uv_check((uv.poll_start)(uv_handle, UV_READABLE | UV_DISCONNECT, on_poll)).map_err(io_to_napi)?;
         Ok(Receiver { inner })
     }
@@ -284,9 +307,10 @@ impl Receiver {
 
     /// Acknowledges the first `n` connections of the last batch, reading the
     /// accepted flags JS wrote into the shared buffer. Acceptances are sent
-    /// in batches: the claim board already tells the primary who owns each
-    /// connection; the acknowledgement only lets it close its copy and send
-    /// more. A refusal goes at once, so the connection is re-routed promptly.
+    /// in batches (see `turn`): the claim board already tells the primary who
+    /// owns each connection; the acknowledgement only lets it close its copy
+    /// and send more. A refusal goes at once, so the connection is re-routed
+    /// promptly.
     pub fn ack(&mut self, n: usize) -> Result<(), Error> {
         let n = n.min(self.inner.conns_cap);
         let slots = unsafe { std::slice::from_raw_parts(self.inner.conns_ptr, n * 3) };
@@ -298,22 +322,14 @@ impl Receiver {
                 outcome: if s[2] != 0 { Outcome::Accepted } else { Outcome::Refused },
             });
         }
-        if refused || self.inner.pending.is_empty() || self.inner.acks.len() >= ACK_BATCH {
+        if refused || self.inner.acks.len() >= ACK_BATCH {
             flush_acks(&mut self.inner)?;
         }
         Ok(())
     }
 
     fn send(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> Result<(), Error> {
-        let mut out = std::mem::take(&mut self.inner.scratch);
-        out.clear();
-        encode(&mut out);
-        let r = match &self.inner.chan {
-            Some(chan) => chan.send_all_blocking(&out, &[]).map_err(Error::from),
-            None => Err(Error::Closed),
-        };
-        self.inner.scratch = out;
-        r
+        send_frame(&mut self.inner, encode)
     }
 
     /// Whether the poll handle keeps the event loop alive: on while a server
@@ -366,6 +382,11 @@ fn close_inner(inner: &mut Inner) {
             (uv.close)(inner.idle_handle, Some(on_close));
             *(inner.timer_handle as *mut usize) = inner.timer_words;
             (uv.close)(inner.timer_handle, Some(on_close));
+            if !inner.fb_handle.is_null() {
+                (uv.poll_stop)(inner.fb_handle);
+                *(inner.fb_handle as *mut usize) = inner.fb_words;
+                (uv.close)(inner.fb_handle, Some(on_close));
+            }
         }
     }
     // Polling has stopped, so the fd can go now: the primary sees end of
@@ -373,6 +394,7 @@ fn close_inner(inner: &mut Inner) {
     inner.chan = None;
     inner.pending.clear();
     inner.held.clear();
+    inner.first_bytes = None;
     unsafe {
         sys::napi_delete_reference(inner.env, inner.callback);
         sys::napi_delete_reference(inner.env, inner.conns);
@@ -400,18 +422,26 @@ unsafe extern "C" fn on_close(handle: *mut c_void) {
     )));
 }
 
-fn flush_acks(inner: &mut Inner) -> Result<(), Error> {
-    if inner.acks.is_empty() {
-        return Ok(());
-    }
+fn send_frame(inner: &mut Inner, encode: impl FnOnce(&mut Vec<u8>)) -> Result<(), Error> {
     let mut out = std::mem::take(&mut inner.scratch);
     out.clear();
-    encode_acks(&mut out, inner.acks.drain(..));
+    encode(&mut out);
     let r = match &inner.chan {
         Some(chan) => chan.send_all_blocking(&out, &[]).map_err(Error::from),
         None => Err(Error::Closed),
     };
     inner.scratch = out;
+    r
+}
+
+fn flush_acks(inner: &mut Inner) -> Result<(), Error> {
+    if inner.acks.is_empty() {
+        return Ok(());
+    }
+    let acks = std::mem::take(&mut inner.acks);
+    let r = send_frame(inner, |out| encode_acks(out, acks.iter().copied()));
+    inner.acks = acks;
+    inner.acks.clear();
     r
 }
 
@@ -428,6 +458,19 @@ unsafe extern "C" fn on_poll(handle: *mut c_void, status: c_int, _events: c_int)
 unsafe extern "C" fn on_tick(handle: *mut c_void) {
     let inner: *mut Inner = *(handle as *mut *mut Inner);
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| turn(inner, Ok(false))));
+    if let Err(payload) = caught {
+        finish(inner, Error::from_panic(payload));
+    }
+}
+
+unsafe extern "C" fn on_first_bytes(handle: *mut c_void, _status: c_int, _events: c_int) {
+    let inner: *mut Inner = *(handle as *mut *mut Inner);
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if let Some(fb) = &(*inner).first_bytes {
+            fb.drain();
+        }
+        turn(inner, Ok(false))
+    }));
     if let Err(payload) = caught {
         finish(inner, Error::from_panic(payload));
     }
@@ -462,7 +505,11 @@ unsafe fn turn(inner: *mut Inner, read: Result<bool, Error>) {
     if (*inner).closed {
         return;
     }
-    let result = claimed.and(read);
+    // Nothing more to claim on the next turn: what was accepted is told now,
+    // so the primary closes its copies and sends more without waiting.
+    let idle = (*inner).pending.is_empty() || (*inner).waiting_for_input;
+    let flushed = if idle { flush_acks(&mut *inner) } else { Ok(()) };
+    let result = claimed.and(flushed).and(read);
     match result {
         Ok(false) => set_handles(&mut *inner),
         Ok(true) => finish(inner, Error::Closed),
@@ -549,14 +596,22 @@ fn claim_turn(inner: &mut Inner) -> Result<(), Error> {
     let mut revoked = false;
     let mut looked = 0;
     while inner.conns_len == 0 && looked < inner.pending.len() {
-        let Some(p) = inner.pending.pop_front() else {
+        let Some(mut p) = inner.pending.pop_front() else {
             break;
         };
         let due = now.duration_since(p.arrived) >= UNREAD_CLAIM_AFTER;
-        if !due && !p.fd.as_ref().is_none_or(has_input) {
+        let fd = p.fd.as_ref().map(|f| f.as_raw_fd());
+        if !due && !fd.is_none_or(has_input) {
+            if let (false, Some(fb), Some(fd)) = (p.watched, &inner.first_bytes, fd) {
+                // Without it, the timer's next tick looks again.
+                p.watched = fb.watch(fd).is_ok();
+            }
             inner.pending.push_back(p);
             looked += 1;
             continue;
+        }
+        if let (true, Some(fb), Some(fd)) = (p.watched, &inner.first_bytes, fd) {
+            fb.unwatch(fd);
         }
         // Revoked while this worker was not reading: another worker has it
         // now; dropping our copy closes nothing of theirs.
@@ -585,20 +640,6 @@ fn claim_turn(inner: &mut Inner) -> Result<(), Error> {
     Ok(())
 }
 
-/// Whether the peer has sent data, closed, or failed: anything Node should see.
-fn has_input(fd: &OwnedFd) -> bool {
-    let mut byte = 0u8;
-    let n = unsafe {
-        libc::recv(
-            fd.as_raw_fd(),
-            &mut byte as *mut u8 as *mut c_void,
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN)
-}
-
 /// Reads everything available: replies into `replies`, connections into
 /// `pending`. `Ok(true)` at end of stream.
 fn drain(inner: &mut Inner) -> Result<bool, Error> {
@@ -625,9 +666,12 @@ fn drain(inner: &mut Inner) -> Result<bool, Error> {
                         return Err(ProtocolError::BadBody("more connections than claim slots").into());
                     }
                     let arrived = Instant::now();
-                    inner
-                        .pending
-                        .extend(conns.into_iter().map(|(conn, fd)| Pending { conn, fd, arrived }));
+                    inner.pending.extend(conns.into_iter().map(|(conn, fd)| Pending {
+                        conn,
+                        fd,
+                        arrived,
+                        watched: false,
+                    }));
                 }
                 _ => return Err(ProtocolError::WrongDirection.into()),
             }
