@@ -218,11 +218,16 @@ test('workers leave at once, with code 0, when the primary is SIGKILLed', { time
       .map(({ at, ...rest }) => rest)
       .sort((a, b) => a.id - b.id || a.event.localeCompare(b.event));
   }));
-  assert.deepStrictEqual(seen.rs, seen.node);
-  assert.deepStrictEqual(seen.rs, [
+  // What node:cluster's workers do, and rs-cluster's must. node:cluster's own
+  // listening worker now and then exits with code 1 and no 'disconnect'
+  // instead (seen on Node 22 under a loaded test run), so its outcome is
+  // reported, not required.
+  const expected = [
     { event: 'worker-disconnect', id: 1, ead: '<undefined>' },
     { event: 'worker-exit', id: 1, code: 0 },
     { event: 'worker-disconnect', id: 2, ead: '<undefined>' },
     { event: 'worker-exit', id: 2, code: 0 },
-  ]);
+  ];
+  t.diagnostic(`node:cluster: ${JSON.stringify(seen.node)}`);
+  assert.deepStrictEqual(seen.rs, expected);
 });
