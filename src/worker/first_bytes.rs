@@ -4,9 +4,10 @@
 //! client making one request after another would pay on every request).
 //!
 //! One private epoll set, itself watched by a single uv poll handle on the
-//! worker's loop: one `epoll_ctl` for each connection that arrived before its
-//! request, and nothing for the others. Where there is no epoll, the
-//! receiver's timer tick does the looking instead.
+//! worker's loop: two `epoll_ctl`s (in, out) for each connection that arrived
+//! before its request, and nothing for the others; a silent client costs no
+//! further syscalls while it stays silent. Where there is no epoll, the
+//! receiver's timer tick peeks instead.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -52,13 +53,16 @@ mod imp {
             unsafe { libc::epoll_ctl(self.raw(), libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
         }
 
-        /// Takes the reported events off the set, so the uv handle watching
-        /// it goes quiet; which fds they were does not matter, as every
-        /// pending connection is looked at again.
-        pub fn drain(&self) {
+        /// Takes the reported fds off the set, so the uv handle watching it
+        /// goes quiet. Each is reported once (one-shot) and stays in the set,
+        /// disarmed, until `unwatch`.
+        pub fn drain(&self, mut arrived: impl FnMut(RawFd)) {
             let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
             loop {
                 let n = unsafe { libc::epoll_wait(self.raw(), events.as_mut_ptr(), events.len() as i32, 0) };
+                for ev in &events[..n.max(0) as usize] {
+                    arrived(ev.u64 as RawFd);
+                }
                 if n < events.len() as i32 {
                     return;
                 }
@@ -91,7 +95,7 @@ mod imp {
             match *self {}
         }
 
-        pub fn drain(&self) {
+        pub fn drain(&self, _arrived: impl FnMut(RawFd)) {
             match *self {}
         }
     }
@@ -141,8 +145,11 @@ mod tests {
         assert!(ready(&w));
         assert!(has_input(ours.as_raw_fd()), "peeking leaves the byte for Node");
         assert!(has_input(ours.as_raw_fd()));
-        w.drain();
-        assert!(!ready(&w), "one-shot: drained and quiet");
+        let mut reported = Vec::new();
+        w.drain(|fd| reported.push(fd));
+        assert_eq!(reported, vec![ours.as_raw_fd()]);
+        theirs.write_all(b"ET").unwrap();
+        assert!(!ready(&w), "one-shot: reported once, then quiet");
         w.unwatch(ours.as_raw_fd());
     }
 

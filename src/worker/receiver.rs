@@ -177,8 +177,18 @@ struct Pending {
     conn: Conn,
     fd: Option<OwnedFd>,
     arrived: Instant,
-    /// In `first_bytes`' set: it arrived before its client's first bytes.
-    watched: bool,
+    input: Input,
+}
+
+/// What is known of a pending connection's first bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Input {
+    /// Not looked at, or not watchable: peek.
+    Unknown,
+    /// None yet; in `first_bytes`' set, which reports when they come.
+    Watched,
+    /// `first_bytes` reported them (or a hang-up).
+    Arrived,
 }
 
 pub struct Receiver {
@@ -467,7 +477,15 @@ unsafe extern "C" fn on_first_bytes(handle: *mut c_void, _status: c_int, _events
     let inner: *mut Inner = *(handle as *mut *mut Inner);
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         if let Some(fb) = &(*inner).first_bytes {
-            fb.drain();
+            let pending = &mut (*inner).pending;
+            fb.drain(|fd| {
+                if let Some(p) = pending
+                    .iter_mut()
+                    .find(|p| p.fd.as_ref().map(|f| f.as_raw_fd()) == Some(fd))
+                {
+                    p.input = Input::Arrived;
+                }
+            });
         }
         turn(inner, Ok(false))
     }));
@@ -601,16 +619,24 @@ fn claim_turn(inner: &mut Inner) -> Result<(), Error> {
         };
         let due = now.duration_since(p.arrived) >= UNREAD_CLAIM_AFTER;
         let fd = p.fd.as_ref().map(|f| f.as_raw_fd());
-        if !due && !fd.is_none_or(has_input) {
-            if let (false, Some(fb), Some(fd)) = (p.watched, &inner.first_bytes, fd) {
-                // Without it, the timer's next tick looks again.
-                p.watched = fb.watch(fd).is_ok();
+        let ready = due
+            || match p.input {
+                Input::Arrived => true,
+                Input::Watched => false,
+                Input::Unknown => fd.is_none_or(has_input),
+            };
+        if !ready {
+            if let (Input::Unknown, Some(fb), Some(fd)) = (p.input, &inner.first_bytes, fd) {
+                // If this fails, the timer's next tick peeks again.
+                if fb.watch(fd).is_ok() {
+                    p.input = Input::Watched;
+                }
             }
             inner.pending.push_back(p);
             looked += 1;
             continue;
         }
-        if let (true, Some(fb), Some(fd)) = (p.watched, &inner.first_bytes, fd) {
+        if let (Input::Watched | Input::Arrived, Some(fb), Some(fd)) = (p.input, &inner.first_bytes, fd) {
             fb.unwatch(fd);
         }
         // Revoked while this worker was not reading: another worker has it
@@ -670,7 +696,7 @@ fn drain(inner: &mut Inner) -> Result<bool, Error> {
                         conn,
                         fd,
                         arrived,
-                        watched: false,
+                        input: Input::Unknown,
                     }));
                 }
                 _ => return Err(ProtocolError::WrongDirection.into()),
