@@ -31,10 +31,8 @@ let querySeq = 0;
 let channel = null;
 let channelClosing = false;
 
-// `[handle, seq, fd]` per connection, filled by Rust before each batch.
-const conns = new Int32Array(3 * 128);
-const batchFds = new Array(128);
-const batchEntries = new Array(128);
+// `[handle, seq, fd]` of the connection Rust hands over (one per loop turn).
+const conn = new Int32Array(3);
 
 // The channel keeps the process alive only while a round-robin server
 // listens (and is ref'd) or a query waits for its answer.
@@ -219,54 +217,32 @@ function listenRoundRobin(p, reply) {
   p.cb(0, faux);
 }
 
-// Answer first, then serve. These connections are already claimed on the
-// board, so from here on they are this worker's (a worker that dies loses
-// them, as Node's would); a refusal goes to the primary at once, which gives
-// the connection to another worker.
-function onConnections(n) {
-  for (let i = 0; i < n; i++) {
-    const entry = servers.get(conns[3 * i]);
-    // fd -1: this process had no fd to spare; the primary re-routes it.
-    let ok = conns[3 * i + 2] >= 0 && entry !== undefined && entry.rr === true &&
-      typeof entry.handle.onconnection === 'function';
-    if (ok && entry.obj.maxConnections != null) {
-      let taken = 0;
-      for (let j = 0; j < i; j++) if (batchEntries[j] === entry) taken++;
-      ok = (entry.obj._connections | 0) + taken < entry.obj.maxConnections;
-    }
-    batchFds[i] = conns[3 * i + 2];
-    batchEntries[i] = ok ? entry : null;
-    conns[3 * i + 2] = ok ? 1 : 0;
-  }
+// Answer first, then serve. The connection is already claimed on the
+// board, so from here on it is this worker's (a worker that dies loses it,
+// as Node's would); a refusal goes to the primary at once, which gives the
+// connection to another worker.
+function onConnection() {
+  const entry = servers.get(conn[0]);
+  const fd = conn[2];
+  // fd -1: this process had no fd to spare; the primary re-routes it.
+  const ok = fd >= 0 && entry !== undefined && entry.rr === true &&
+    typeof entry.handle.onconnection === 'function' &&
+    (entry.obj.maxConnections == null || (entry.obj._connections | 0) < entry.obj.maxConnections);
+  conn[2] = ok ? 1 : 0;
   try {
-    channel.ack(n);
+    channel.ack(1);
   } catch {
-    // The primary is gone; the connections are still ours to serve.
+    // The primary is gone; the connection is still ours to serve.
   }
-  let thrown = null;
-  for (let i = 0; i < n; i++) {
-    const entry = batchEntries[i];
-    const fd = batchFds[i];
-    batchEntries[i] = null;
-    if (entry === null) {
-      if (fd >= 0) native.closeFd(fd);
-      continue;
-    }
-    try {
-      entry.handle.onconnection(0, handles.connection(entry.kind, fd));
-    } catch (err) {
-      // One throwing 'connection' listener must not strand the rest of the batch.
-      thrown ??= err;
-    }
-  }
-  if (thrown !== null) throw thrown;
+  if (ok) entry.handle.onconnection(0, handles.connection(entry.kind, fd));
+  else if (fd >= 0) native.closeFd(fd);
 }
 
 function onBatch(n, replies, error) {
   if (replies !== null) {
     for (const r of replies) onReply(JSON.parse(r));
   }
-  if (n > 0) onConnections(n);
+  if (n > 0) onConnection();
   if (error !== null) onChannelLost();
 }
 
@@ -340,7 +316,7 @@ function setup() {
   }
 
   native.setCloexec(fd);
-  channel = new native.WorkerChannel(fd, conns, onBatch);
+  channel = new native.WorkerChannel(fd, conn, onBatch);
   channel.unref();
 
   const worker = new Worker({ id, process, state: 'online' });

@@ -156,9 +156,10 @@ pub struct WorkerChannel {
 
 #[napi]
 impl WorkerChannel {
-    /// `conns` is shared with Rust: each batch writes `[handle, seq, fd]` per
-    /// connection; JS overwrites the fd slot with 1 (accepted) or 0 and calls
-    /// `ack(n)`. `callback(nConns, replies, error)` runs once per batch.
+    /// `conns` is shared with Rust, which writes `[handle, seq, fd]` per
+    /// connection it hands over (one per loop turn); JS overwrites the fd slot
+    /// with 1 (accepted) or 0 and calls `ack(n)`. `callback(nConns, replies,
+    /// error)` runs once per hand-over.
     #[napi(constructor, catch_unwind)]
     pub fn new(
         env: Env,

@@ -116,10 +116,7 @@ impl Reactor {
         let mut pollfds: Vec<libc::pollfd> = Vec::new();
         loop {
             let resting = self.rest_until.filter(|&t| t > Instant::now());
-            let timeout = match resting {
-                Some(until) => self.build_rest_set(until, &mut targets, &mut pollfds),
-                None => self.build_poll_set(&mut targets, &mut pollfds),
-            };
+            let timeout = self.build_poll_set(resting, &mut targets, &mut pollfds);
             let n = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout) };
             if n < 0 {
                 if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
@@ -189,63 +186,50 @@ impl Reactor {
         }
     }
 
-    /// While resting only the JS thread's commands and pending writes are watched.
-    fn build_rest_set(&self, until: Instant, targets: &mut Vec<Target>, pollfds: &mut Vec<libc::pollfd>) -> i32 {
-        targets.clear();
-        pollfds.clear();
-        targets.push(Target::Wake);
-        pollfds.push(pollfd(self.wake_rx.as_raw_fd(), libc::POLLIN));
-        for (&id, link) in &self.links {
-            if link.wants_write() {
-                targets.push(Target::Link(id));
-                pollfds.push(pollfd(link.chan.raw(), libc::POLLOUT));
-            }
-        }
-        until
-            .saturating_duration_since(Instant::now())
-            .as_micros()
-            .div_ceil(1000) as i32
-    }
-
     /// Listeners are polled only while some worker has room, so a full
     /// window leaves connections in the kernel backlog instead of in memory.
-    fn build_poll_set(&self, targets: &mut Vec<Target>, pollfds: &mut Vec<libc::pollfd>) -> i32 {
+    /// While resting, only the JS thread's commands and pending writes are
+    /// watched, until `rest`'s end.
+    fn build_poll_set(&self, rest: Option<Instant>, targets: &mut Vec<Target>, pollfds: &mut Vec<libc::pollfd>) -> i32 {
         targets.clear();
         pollfds.clear();
         targets.push(Target::Wake);
         pollfds.push(pollfd(self.wake_rx.as_raw_fd(), libc::POLLIN));
         let now = Instant::now();
-        let mut timeout: i32 = -1;
-        for h in self.handles.map.values() {
-            let Kind::RoundRobin(rr) = &h.kind else {
-                continue;
-            };
-            if let Some(until) = rr.paused_until {
-                if until > now {
-                    let ms = (until - now).as_millis() as i32 + 1;
-                    timeout = if timeout < 0 { ms } else { timeout.min(ms) };
+        let mut timeout: Option<Duration> = rest.map(|until| until.saturating_duration_since(now));
+        let mut wake_by = |at: Instant| {
+            let d = at.saturating_duration_since(now);
+            timeout = Some(timeout.map_or(d, |t| t.min(d)));
+        };
+        if rest.is_none() {
+            for h in self.handles.map.values() {
+                let Kind::RoundRobin(rr) = &h.kind else {
                     continue;
+                };
+                if let Some(until) = rr.paused_until.filter(|&t| t > now) {
+                    wake_by(until);
+                } else if rr.queue.is_empty() && self.any_room(&h.workers) {
+                    targets.push(Target::Listener(h.id));
+                    pollfds.push(pollfd(rr.listener_fd().as_raw_fd(), libc::POLLIN));
                 }
-            }
-            if rr.queue.is_empty() && self.any_room(&h.workers) {
-                targets.push(Target::Listener(h.id));
-                pollfds.push(pollfd(rr.listener_fd().as_raw_fd(), libc::POLLIN));
             }
         }
         for (&id, link) in &self.links {
-            if let Some(sent) = link.oldest_sent() {
-                let ms = (sent + STALL).saturating_duration_since(now).as_millis() as i32 + 1;
-                timeout = if timeout < 0 { ms } else { timeout.min(ms) };
+            let mut events = if link.wants_write() { libc::POLLOUT } else { 0 };
+            if rest.is_none() {
+                events |= libc::POLLIN;
+                if let Some(sent) = link.oldest_sent() {
+                    wake_by(sent + STALL);
+                }
             }
-            let events = if link.wants_write() {
-                libc::POLLIN | libc::POLLOUT
-            } else {
-                libc::POLLIN
-            };
-            targets.push(Target::Link(id));
-            pollfds.push(pollfd(link.chan.raw(), events));
+            if events != 0 {
+                targets.push(Target::Link(id));
+                pollfds.push(pollfd(link.chan.raw(), events));
+            }
         }
-        timeout
+        // Rounded up (poll's unit is the millisecond), and at least 1 ms: a
+        // stall deadline already past but with nobody to revoke to must not spin.
+        timeout.map_or(-1, |t| t.as_micros().div_ceil(1000).max(1) as i32)
     }
 
     fn any_room(&self, workers: &[u32]) -> bool {

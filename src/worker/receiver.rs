@@ -60,7 +60,6 @@ struct Uv {
     handle_size: unsafe extern "C" fn(c_int) -> usize,
     poll_init: unsafe extern "C" fn(*mut c_void, *mut c_void, c_int) -> c_int,
     poll_start: unsafe extern "C" fn(*mut c_void, c_int, PollCb) -> c_int,
-    poll_stop: unsafe extern "C" fn(*mut c_void) -> c_int,
     idle_init: unsafe extern "C" fn(*mut c_void, *mut c_void) -> c_int,
     idle_start: unsafe extern "C" fn(*mut c_void, TickCb) -> c_int,
     idle_stop: unsafe extern "C" fn(*mut c_void) -> c_int,
@@ -95,7 +94,6 @@ fn uv() -> io::Result<&'static Uv> {
             handle_size: sym(c"uv_handle_size")?,
             poll_init: sym(c"uv_poll_init")?,
             poll_start: sym(c"uv_poll_start")?,
-            poll_stop: sym(c"uv_poll_stop")?,
             idle_init: sym(c"uv_idle_init")?,
             idle_start: sym(c"uv_idle_start")?,
             idle_stop: sym(c"uv_idle_stop")?,
@@ -132,7 +130,7 @@ struct Inner {
     dec: Decoder,
     /// Where this worker claims each connection before taking it (`board.rs`).
     board: Option<Board>,
-    uv_handle: *mut c_void,
+    poll: UvHandle,
     callback: sys::napi_ref,
     async_ctx: sys::napi_async_context,
     /// Shared with JS: `[handle, seq, fd]` per connection. JS overwrites the
@@ -141,7 +139,6 @@ struct Inner {
     conns_ptr: *mut i32,
     conns_cap: usize,
     conns_len: usize,
-    uv_words: usize,
     replies: Vec<String>,
     /// Connections read from the channel but not claimed yet.
     pending: VecDeque<Pending>,
@@ -150,8 +147,7 @@ struct Inner {
     waiting_for_input: bool,
     /// Active while `pending` holds connections ready to claim, so the loop
     /// turns again without waiting for I/O.
-    idle_handle: *mut c_void,
-    idle_words: usize,
+    idle: UvHandle,
     idle_on: bool,
     /// Acknowledgements not sent yet.
     acks: Vec<Ack>,
@@ -160,15 +156,13 @@ struct Inner {
     held: Vec<(u16, u32, OwnedFd)>,
     /// Runs while `held` is not empty, so spares go even when nothing else
     /// turns this loop.
-    timer_handle: *mut c_void,
-    timer_words: usize,
+    timer: UvHandle,
     timer_on: bool,
     /// Wakes the loop when a pending connection's client sends its first
     /// bytes; None where there is no epoll (the timer looks instead).
     first_bytes: Option<FirstBytes>,
-    /// Its uv poll handle; null without `first_bytes`.
-    fb_handle: *mut c_void,
-    fb_words: usize,
+    /// Its uv poll handle.
+    fb_poll: Option<UvHandle>,
     closed: bool,
     scratch: Vec<u8>,
 }
@@ -248,14 +242,8 @@ impl Receiver {
 
         let mut loop_ = ptr::null_mut();
         napi_check(sys::napi_get_uv_event_loop(env, &mut loop_))?;
-        let (uv_handle, uv_words) = alloc_handle(uv, UV_POLL);
-        let (idle_handle, idle_words) = alloc_handle(uv, UV_IDLE);
-        let (timer_handle, timer_words) = alloc_handle(uv, UV_TIMER);
         let first_bytes = FirstBytes::new().ok();
-        let (fb_handle, fb_words) = match first_bytes {
-            Some(_) => alloc_handle(uv, UV_POLL),
-            None => (ptr::null_mut(), 0),
-        };
+        let fb_poll = first_bytes.as_ref().map(|_| UvHandle::new(uv, UV_POLL));
 
         let raw_fd = chan.raw();
         let mut inner = Box::new(Inner {
@@ -263,47 +251,41 @@ impl Receiver {
             chan: Some(chan),
             dec: Decoder::default(),
             board: None,
-            uv_handle,
+            poll: UvHandle::new(uv, UV_POLL),
             callback: cb_ref,
             async_ctx,
             conns: conns_ref,
             conns_ptr: data as *mut i32,
             conns_cap: len / 3,
             conns_len: 0,
-            uv_words,
             replies: Vec::new(),
             pending: VecDeque::new(),
             waiting_for_input: false,
-            idle_handle,
-            idle_words,
+            idle: UvHandle::new(uv, UV_IDLE),
             idle_on: false,
             acks: Vec::new(),
             held: Vec::new(),
-            timer_handle,
-            timer_words,
+            timer: UvHandle::new(uv, UV_TIMER),
             timer_on: false,
             first_bytes,
-            fb_handle,
-            fb_words,
+            fb_poll,
             closed: false,
             scratch: Vec::with_capacity(256),
         });
-        uv_check((uv.poll_init)(loop_ as *mut c_void, uv_handle, raw_fd)).map_err(io_to_napi)?;
-        *(uv_handle as *mut *mut c_void) = &mut *inner as *mut Inner as *mut c_void;
-        uv_check((uv.idle_init)(loop_ as *mut c_void, idle_handle)).map_err(io_to_napi)?;
-        *(idle_handle as *mut *mut c_void) = &mut *inner as *mut Inner as *mut c_void;
-        uv_check((uv.timer_init)(loop_ as *mut c_void, timer_handle)).map_err(io_to_napi)?;
-        *(timer_handle as *mut *mut c_void) = &mut *inner as *mut Inner as *mut c_void;
-        // Only the poll handle decides whether the loop stays alive.
-        (uv.unref)(idle_handle);
-        (uv.unref)(timer_handle);
-        if let Some(fb) = &inner.first_bytes {
-            uv_check((uv.poll_init)(loop_ as *mut c_void, fb_handle, fb.raw())).map_err(io_to_napi)?;
-            *(fb_handle as *mut *mut c_void) = &mut *inner as *mut Inner as *mut c_void;
-            uv_check((uv.poll_start)(fb_handle, UV_READABLE, on_first_bytes)).map_err(io_to_napi)?;
-            (uv.unref)(fb_handle);
+        let loop_ = loop_ as *mut c_void;
+        let me: *mut Inner = &mut *inner;
+        uv_check((uv.poll_init)(loop_, inner.poll.point_at(me), raw_fd)).map_err(io_to_napi)?;
+        uv_check((uv.idle_init)(loop_, inner.idle.point_at(me))).map_err(io_to_napi)?;
+        uv_check((uv.timer_init)(loop_, inner.timer.point_at(me))).map_err(io_to_napi)?;
+        // Only the channel's poll handle decides whether the loop stays alive.
+        (uv.unref)(inner.idle.ptr);
+        (uv.unref)(inner.timer.ptr);
+        if let (Some(fb), Some(h)) = (&inner.first_bytes, &inner.fb_poll) {
+            uv_check((uv.poll_init)(loop_, h.point_at(me), fb.raw())).map_err(io_to_napi)?;
+            uv_check((uv.poll_start)(h.ptr, UV_READABLE, on_first_bytes)).map_err(io_to_napi)?;
+            (uv.unref)(h.ptr);
         }
-        uv_check((uv.poll_start)(uv_handle, UV_READABLE | UV_DISCONNECT, on_poll)).map_err(io_to_napi)?;
+        uv_check((uv.poll_start)(inner.poll.ptr, UV_READABLE | UV_DISCONNECT, on_poll)).map_err(io_to_napi)?;
         Ok(Receiver { inner })
     }
 
@@ -351,9 +333,9 @@ impl Receiver {
         if let Ok(uv) = uv() {
             unsafe {
                 if on {
-                    (uv.ref_)(self.inner.uv_handle)
+                    (uv.ref_)(self.inner.poll.ptr)
                 } else {
-                    (uv.unref)(self.inner.uv_handle)
+                    (uv.unref)(self.inner.poll.ptr)
                 }
             }
         }
@@ -381,21 +363,11 @@ fn close_inner(inner: &mut Inner) {
     let _ = flush_acks(inner);
     if let Ok(uv) = uv() {
         unsafe {
-            (uv.poll_stop)(inner.uv_handle);
-            (uv.idle_stop)(inner.idle_handle);
-            (uv.timer_stop)(inner.timer_handle);
-            // libuv still owns the handle memory until the close callback,
-            // which frees it; `data` carries the allocation's size there.
-            *(inner.uv_handle as *mut usize) = inner.uv_words;
-            (uv.close)(inner.uv_handle, Some(on_close));
-            *(inner.idle_handle as *mut usize) = inner.idle_words;
-            (uv.close)(inner.idle_handle, Some(on_close));
-            *(inner.timer_handle as *mut usize) = inner.timer_words;
-            (uv.close)(inner.timer_handle, Some(on_close));
-            if !inner.fb_handle.is_null() {
-                (uv.poll_stop)(inner.fb_handle);
-                *(inner.fb_handle as *mut usize) = inner.fb_words;
-                (uv.close)(inner.fb_handle, Some(on_close));
+            inner.poll.close(uv);
+            inner.idle.close(uv);
+            inner.timer.close(uv);
+            if let Some(h) = &inner.fb_poll {
+                h.close(uv);
             }
         }
     }
@@ -414,14 +386,36 @@ fn close_inner(inner: &mut Inner) {
     }
 }
 
-/// A zeroed uv handle of `kind`, and its size in u64 words (which keep it
-/// 8-aligned, as uv handles need).
-fn alloc_handle(uv: &Uv, kind: c_int) -> (*mut c_void, usize) {
-    let words = unsafe { (uv.handle_size)(kind) }.div_ceil(8);
-    (
-        Box::into_raw(vec![0u64; words].into_boxed_slice()) as *mut c_void,
-        words,
-    )
+/// The memory of one uv handle: ours until `close`, then libuv's until its
+/// close callback frees it. Its first field, `data`, points at Inner while
+/// the handle runs and carries the allocation's size once it is closing.
+struct UvHandle {
+    ptr: *mut c_void,
+    /// Size in u64 words, which keep it 8-aligned, as uv handles need.
+    words: usize,
+}
+
+impl UvHandle {
+    fn new(uv: &Uv, kind: c_int) -> UvHandle {
+        let words = unsafe { (uv.handle_size)(kind) }.div_ceil(8);
+        UvHandle {
+            ptr: Box::into_raw(vec![0u64; words].into_boxed_slice()) as *mut c_void,
+            words,
+        }
+    }
+
+    /// Sets `data` to `inner` (uv's init functions leave it alone) and
+    /// returns the handle, for the init call.
+    unsafe fn point_at(&self, inner: *mut Inner) -> *mut c_void {
+        *(self.ptr as *mut *mut Inner) = inner;
+        self.ptr
+    }
+
+    /// `uv_close` stops the handle first, so its callback never runs again.
+    unsafe fn close(&self, uv: &Uv) {
+        *(self.ptr as *mut usize) = self.words;
+        (uv.close)(self.ptr, Some(on_close));
+    }
 }
 
 unsafe extern "C" fn on_close(handle: *mut c_void) {
@@ -455,27 +449,26 @@ fn flush_acks(inner: &mut Inner) -> Result<(), Error> {
     r
 }
 
-unsafe extern "C" fn on_poll(handle: *mut c_void, status: c_int, _events: c_int) {
+/// Runs a uv callback's work for the receiver `handle` belongs to. A panic
+/// must not unwind into libuv: it becomes the receiver's error.
+unsafe fn guarded(handle: *mut c_void, work: impl FnOnce(*mut Inner)) {
     let inner: *mut Inner = *(handle as *mut *mut Inner);
-    // A panic must not unwind into libuv: it becomes the receiver's error.
-    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| poll_ready(inner, status)));
-    if let Err(payload) = caught {
+    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(inner))) {
         finish(inner, Error::from_panic(payload));
     }
+}
+
+unsafe extern "C" fn on_poll(handle: *mut c_void, status: c_int, _events: c_int) {
+    guarded(handle, |inner| poll_ready(inner, status));
 }
 
 /// The idle handle's and the timer's callback: a turn with nothing new read.
 unsafe extern "C" fn on_tick(handle: *mut c_void) {
-    let inner: *mut Inner = *(handle as *mut *mut Inner);
-    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| turn(inner, Ok(false))));
-    if let Err(payload) = caught {
-        finish(inner, Error::from_panic(payload));
-    }
+    guarded(handle, |inner| turn(inner, Ok(false)));
 }
 
 unsafe extern "C" fn on_first_bytes(handle: *mut c_void, _status: c_int, _events: c_int) {
-    let inner: *mut Inner = *(handle as *mut *mut Inner);
-    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    guarded(handle, |inner| {
         if let Some(fb) = &(*inner).first_bytes {
             let pending = &mut (*inner).pending;
             fb.drain(|fd| {
@@ -488,10 +481,7 @@ unsafe extern "C" fn on_first_bytes(handle: *mut c_void, _status: c_int, _events
             });
         }
         turn(inner, Ok(false))
-    }));
-    if let Err(payload) = caught {
-        finish(inner, Error::from_panic(payload));
-    }
+    });
 }
 
 unsafe fn poll_ready(inner: *mut Inner, status: c_int) {
@@ -570,9 +560,9 @@ fn set_handles(inner: &mut Inner) {
     if idle != inner.idle_on {
         unsafe {
             if idle {
-                (uv.idle_start)(inner.idle_handle, on_tick);
+                (uv.idle_start)(inner.idle.ptr, on_tick);
             } else {
-                (uv.idle_stop)(inner.idle_handle);
+                (uv.idle_stop)(inner.idle.ptr);
             }
         }
         inner.idle_on = idle;
@@ -581,9 +571,9 @@ fn set_handles(inner: &mut Inner) {
     if timer != inner.timer_on {
         unsafe {
             if timer {
-                (uv.timer_start)(inner.timer_handle, on_tick, TICK_MS, TICK_MS);
+                (uv.timer_start)(inner.timer.ptr, on_tick, TICK_MS, TICK_MS);
             } else {
-                (uv.timer_stop)(inner.timer_handle);
+                (uv.timer_stop)(inner.timer.ptr);
             }
         }
         inner.timer_on = timer;
