@@ -11,7 +11,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { spawn } = require('node:child_process');
-const { ROOT, isAlive } = require('./helpers');
+const { ROOT, isAlive, descendants } = require('./helpers');
 
 const RUN = path.join(ROOT, 'bench', 'run.js');
 
@@ -24,7 +24,17 @@ function runBench(args, timeoutMs) {
     child.stderr.on('data', (d) => { stderr += d; });
     // SIGTERM first: the bench kills what it started, then exits.
     const term = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
-    const kill = setTimeout(() => child.kill('SIGKILL'), timeoutMs + 5000);
+    // Then SIGKILL, by pid, to the bench and everything it started (their
+    // pipes would otherwise keep 'close' from coming).
+    const kill = setTimeout(() => {
+      for (const pid of [...descendants(child.pid), child.pid]) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // Already gone.
+        }
+      }
+    }, timeoutMs + 5000);
     child.on('close', (code, signal) => {
       clearTimeout(term);
       clearTimeout(kill);

@@ -21,7 +21,10 @@ function keepAliveConn(port) {
       res.resume();
       res.on('end', () => resolve(agent));
     });
-    req.on('error', reject);
+    req.on('error', (err) => {
+      agent.destroy();
+      reject(err);
+    });
     req.setTimeout(3000, () => req.destroy(new Error('timeout')));
   });
 }
@@ -135,14 +138,18 @@ function persistent(port) {
       const timer = setTimeout(() => rej(new Error('no answer')), ms);
       waiters.push((l) => { clearTimeout(timer); res(l); });
     });
-    sock.on('error', reject);
+    const fail = (err) => {
+      sock.destroy();
+      reject(err);
+    };
+    sock.on('error', fail);
     next(3000).then((greeting) => {
       const [id, pid] = greeting.split(':').map(Number);
       resolve({
         sock, id, pid,
         ask: () => { sock.write('?'); return next(); },
       });
-    }, reject);
+    }, fail);
   });
 }
 

@@ -4,6 +4,7 @@
 // process it started by pid when the test ends.
 
 const { spawn, execFileSync } = require('node:child_process');
+const fs = require('node:fs');
 const path = require('node:path');
 const http = require('node:http');
 const readline = require('node:readline');
@@ -22,6 +23,38 @@ const HAS_SS = (() => {
     return false;
   }
 })();
+
+// Every descendant of `pid`, from /proc.
+function descendants(pid) {
+  const out = [];
+  const walk = (p) => {
+    let kids = [];
+    try {
+      for (const task of fs.readdirSync(`/proc/${p}/task`)) {
+        kids = kids.concat(fs.readFileSync(`/proc/${p}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
+      }
+    } catch {
+      // Gone.
+    }
+    for (const k of kids) {
+      out.push(k);
+      walk(k);
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+// When `pid` started (clock ticks since boot), or null if it is gone: a pid
+// the kernel has since given to another process has another start time.
+function startTime(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return null;
+  }
+}
 
 function isAlive(pid) {
   try {
@@ -43,6 +76,13 @@ function startCluster(name, { impl = 'rs', env = {}, args = [], execArgv = [], c
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const pids = new Set([child.pid]);
+  // Start time of each pid when it was first seen, so stop() never kills a
+  // process that later got a recycled pid.
+  const born = new Map([[child.pid, startTime(child.pid)]]);
+  const remember = (pid) => {
+    if (!born.has(pid)) born.set(pid, startTime(pid));
+    pids.add(pid);
+  };
   const events = [];
   const waiters = [];
   let stderr = '';
@@ -56,8 +96,8 @@ function startCluster(name, { impl = 'rs', env = {}, args = [], execArgv = [], c
     } catch {
       ev = { text: line };
     }
-    if (ev && typeof ev.pid === 'number') pids.add(ev.pid);
-    if (ev && Array.isArray(ev.pids)) ev.pids.forEach((p) => pids.add(p));
+    if (ev && typeof ev.pid === 'number') remember(ev.pid);
+    if (ev && Array.isArray(ev.pids)) ev.pids.forEach(remember);
     events.push(ev);
     for (const w of [...waiters]) {
       if (w.match(ev)) {
@@ -97,14 +137,16 @@ function startCluster(name, { impl = 'rs', env = {}, args = [], execArgv = [], c
     }
   }
 
+  // Kills, by pid, every process this cluster started: the ones it printed
+  // and every descendant of them still running, printed or not.
   async function stop() {
-    for (const pid of pids) {
-      if (isAlive(pid)) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // Already gone.
-        }
+    for (const w of waiters.splice(0)) clearTimeout(w.timer);
+    const mine = [...pids].filter((pid) => born.get(pid) !== null && startTime(pid) === born.get(pid));
+    for (const pid of new Set([...mine, ...mine.flatMap(descendants)])) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Already gone.
       }
     }
     let timer;
@@ -127,10 +169,11 @@ function get(port, { path: p = '/', timeout = 5000, headers = {}, host = '127.0.
       res.setEncoding('utf8');
       res.on('data', (c) => { body += c; });
       res.on('end', () => resolve({ status: res.statusCode, body, headers: res.headers }));
+      res.on('error', reject);
     });
     req.setTimeout(timeout, () => req.destroy(new Error('request timed out')));
     req.on('error', reject);
   });
 }
 
-module.exports = { ROOT, FIXTURES, IMPLS, HAS_SS, startCluster, get, isAlive };
+module.exports = { ROOT, FIXTURES, IMPLS, HAS_SS, startCluster, get, isAlive, descendants };

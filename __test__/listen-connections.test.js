@@ -20,17 +20,27 @@ const HOST = '127.0.0.1';
 function keepAliveProbe(port) {
   return new Promise((resolve, reject) => {
     const sock = net.connect(port, HOST);
+    const fail = (err) => {
+      sock.destroy();
+      reject(err);
+    };
     let data = '';
     sock.setEncoding('utf8');
-    sock.on('error', reject);
+    sock.setTimeout(5000, () => fail(new Error('no line from the server')));
+    sock.on('error', fail);
     sock.on('data', (d) => {
       data += d;
       if (!data.includes('\n')) return;
       sock.removeAllListeners('data');
-      const text = HAS_SS ? ss(['-tnoH', 'state', 'established', `( sport = :${port} )`]) : 'timer:(keepalive (no ss)';
-      sock.end();
-      sock.resume();
-      resolve({ options: JSON.parse(data), timer: /timer:\(keepalive/.test(text) });
+      sock.setTimeout(0);
+      try {
+        const text = HAS_SS ? ss(['-tnoH', 'state', 'established', `( sport = :${port} )`]) : 'timer:(keepalive (no ss)';
+        sock.end();
+        sock.resume();
+        resolve({ options: JSON.parse(data), timer: /timer:\(keepalive/.test(text) });
+      } catch (err) {
+        fail(err);
+      }
     });
   });
 }

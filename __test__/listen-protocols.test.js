@@ -13,13 +13,17 @@ const http2 = require('node:http2');
 const { IMPLS, get } = require('./helpers');
 const { run, waitCount, normalizePorts, tmpDir, hasOpenssl, selfSigned } = require('./listen-helpers');
 
+const CLIENT_TIMEOUT = 5000;
+
 function httpsGet(port, ca) {
   return new Promise((resolve, reject) => {
     const req = https.get({ host: '127.0.0.1', port, ca, agent: false, servername: 'localhost' }, (res) => {
       let body = '';
       res.on('data', (d) => { body += d; });
       res.on('end', () => resolve(body));
+      res.on('error', reject);
     });
+    req.setTimeout(CLIENT_TIMEOUT, () => req.destroy(new Error('https request timed out')));
     req.on('error', reject);
   });
 }
@@ -29,6 +33,7 @@ function tlsTalk(port, ca, session) {
     let body = '';
     let ticket = null;
     const s = tls.connect({ host: '127.0.0.1', port, ca, servername: 'localhost', session, maxVersion: 'TLSv1.2' });
+    s.setTimeout(CLIENT_TIMEOUT, () => s.destroy(new Error('tls exchange timed out')));
     s.on('session', (sess) => { ticket = sess; });
     s.on('data', (d) => { body += d; });
     s.on('end', () => resolve({ body, reused: s.isSessionReused(), session: ticket }));
@@ -39,13 +44,18 @@ function tlsTalk(port, ca, session) {
 function h2Get(url, ca) {
   return new Promise((resolve, reject) => {
     const client = http2.connect(url, { ca, servername: 'localhost' });
-    client.on('error', reject);
+    const fail = (err) => {
+      client.destroy();
+      reject(err);
+    };
+    client.on('error', fail);
+    client.setTimeout(CLIENT_TIMEOUT, () => fail(new Error('http2 request timed out')));
     const req = client.request({ ':path': '/' });
     let body = '';
     req.setEncoding('utf8');
     req.on('data', (d) => { body += d; });
     req.on('end', () => { client.close(); resolve(body); });
-    req.on('error', reject);
+    req.on('error', fail);
     req.end();
   });
 }

@@ -13,7 +13,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { spawn, execFile, execFileSync } = require('node:child_process');
 const { promisify } = require('node:util');
-const { FIXTURES, isAlive } = require('./helpers');
+const { FIXTURES, isAlive, descendants } = require('./helpers');
 const { sleep, until } = require('./listen-helpers');
 
 const DOCS = path.join(FIXTURES, 'register-docs');
@@ -28,27 +28,6 @@ function canUnshare() {
   }
 }
 const SKIP = canUnshare() ? false : 'needs unshare -n, ip and nsenter (root or CAP_SYS_ADMIN)';
-
-// Every descendant of `pid`, from /proc.
-function descendants(pid) {
-  const out = [];
-  const walk = (p) => {
-    let kids = [];
-    try {
-      for (const task of fs.readdirSync(`/proc/${p}/task`)) {
-        kids = kids.concat(fs.readFileSync(`/proc/${p}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
-      }
-    } catch {
-      // Gone.
-    }
-    for (const k of kids) {
-      out.push(k);
-      walk(k);
-    }
-  };
-  walk(pid);
-  return out;
-}
 
 // Runs DOCS/<file> in a fresh network namespace; with impl 'rs' through the
 // register hook.
