@@ -44,10 +44,6 @@ function validatePort(port, name = 'Port', allowZero = true) {
   return port | 0;
 }
 
-function protocolError(code, message) {
-  return makeNodeError(Error, code, message);
-}
-
 // What Node's internal `assert` throws.
 function internalAssertion(message) {
   return makeNodeError(Error, 'ERR_INTERNAL_ASSERTION', `${message}\n` +
@@ -55,4 +51,4 @@ function internalAssertion(message) {
     'Please open an issue with this stack trace at https://github.com/nodejs/node/issues\n');
 }
 
-module.exports = { badPort, validatePort, protocolError, internalAssertion, describe };
+module.exports = { badPort, validatePort, internalAssertion };

@@ -200,4 +200,4 @@ function pick(which_, { install, log }) {
   return nodeLoader;
 }
 
-module.exports = { pick, nodeLoader, which };
+module.exports = { pick, nodeLoader };

@@ -99,13 +99,6 @@ function track(pid, label, { tree = false } = {}) {
   tracked.set(pid, { starttime: s.starttime, label, tree });
 }
 
-function alive(pid) {
-  const t = tracked.get(pid);
-  if (t) return isSame(pid, t.starttime);
-  const s = readStat(pid);
-  return s !== null && s.state !== 'Z';
-}
-
 // SIGKILLs the given tracked pids (and the descendants of those tracked as
 // trees), children first. Returns the pids it signalled.
 function killPids(pids) {
@@ -206,6 +199,6 @@ function installCleanup() {
 }
 
 module.exports = {
-  clkTck, readStat, cpuSeconds, memory, descendants, track, alive, killPids, killAll,
+  clkTck, readStat, cpuSeconds, memory, descendants, track, killPids, killAll,
   killAllAndExit, waitGone, spawnTracked, installCleanup, tracked,
 };

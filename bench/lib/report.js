@@ -108,16 +108,17 @@ function fmtRatio(x) {
 // was not run.
 function checkTargets(summary, runs) {
   const t = [];
-  const add = (id, text, value, threshold, op, detail) => {
+  // `chart`: the `scenario:metric` bar of the chart this target is drawn on.
+  const add = (id, text, value, threshold, op, detail, chart) => {
     let pass = null;
     if (value != null) pass = op === '>=' ? value >= threshold : value <= threshold;
-    t.push({ id, text, value, threshold, op, pass, detail: detail || null });
+    t.push({ id, text, value, threshold, op, pass, detail: detail || null, chart: chart || null });
   };
   const r = (sc, m) => summary[sc]?.[m]?.ratio ?? null;
 
   const closeRr = r('close-rr', 'rps');
   add('close-rr-rps', 'Connection: close, RR req/s vs node:cluster RR', closeRr?.median ?? null, 1.8, '>=',
-    closeRr && `rounds ${fmtRatio(closeRr.min)}–${fmtRatio(closeRr.max)}`);
+    closeRr && `rounds ${fmtRatio(closeRr.min)}–${fmtRatio(closeRr.max)}`, 'close-rr:rps');
 
   const rsCloseRr = get(summary, 'close-rr', 'rps', 'rs');
   const nodeCloseNone = get(summary, 'close-none', 'rps', 'node');
@@ -127,7 +128,7 @@ function checkTargets(summary, runs) {
 
   const cpu = r('close-rr', 'cpuUsPerReq');
   add('cpu-per-req', 'server CPU/request, Connection: close RR, vs node:cluster RR', cpu?.median ?? null, 0.5, '<=',
-    cpu && `rounds ${fmtRatio(cpu.min)}–${fmtRatio(cpu.max)}`);
+    cpu && `rounds ${fmtRatio(cpu.min)}–${fmtRatio(cpu.max)}`, 'close-rr:cpuUsPerReq');
   const cpuKa = r('ka-rr', 'cpuUsPerReq');
   if (cpuKa) {
     add('cpu-per-req-ka', 'server CPU/request, keep-alive RR, vs node:cluster RR (information only)',
@@ -148,7 +149,7 @@ function checkTargets(summary, runs) {
     const k = r(sc, 'rps');
     if (k || summary[sc]) {
       add(`${sc}-rps`, `keep-alive ${sc.endsWith('rr') ? 'RR' : 'SCHED_NONE'} req/s vs node:cluster`, k?.median ?? null, 0.95, '>=',
-        k && `rounds ${fmtRatio(k.min)}–${fmtRatio(k.max)}`);
+        k && `rounds ${fmtRatio(k.min)}–${fmtRatio(k.max)}`, `${sc}:rps`);
     }
   }
   if (!summary['ka-rr'] && !summary['ka-none']) add('ka-rps', 'keep-alive req/s vs node:cluster', null, 0.95, '>=');
@@ -156,7 +157,8 @@ function checkTargets(summary, runs) {
   const st = r('startup', 'startupMs');
   const stc = r('startup', 'startupCpuMs');
   add('startup', 'startup (start to all workers listening) vs node:cluster', st?.median ?? null, 1.1, '<=',
-    st && `rounds ${fmtRatio(st.min)}–${fmtRatio(st.max)}${stc ? `; CPU spent starting: ${fmtRatio(stc.median)}` : ''}`);
+    st && `rounds ${fmtRatio(st.min)}–${fmtRatio(st.max)}${stc ? `; CPU spent starting: ${fmtRatio(stc.median)}` : ''}`,
+    'startup:startupMs');
 
   // Routing fairness, as the target is stated: requests per worker under
   // Connection: close, where every request is a routed connection. (Under
@@ -251,9 +253,7 @@ function esc(s) {
 // with the spread between rounds as whiskers and the targets as ticks.
 function renderSvg(summary, { title, subtitle, targets }) {
   const chartRows = [];
-  const targetAt = {
-    'close-rr:rps': 1.8, 'ka-rr:rps': 0.95, 'ka-none:rps': 0.95, 'close-rr:cpuUsPerReq': 0.5, 'startup:startupMs': 1.1,
-  };
+  const targetAt = Object.fromEntries((targets || []).filter((x) => x.chart).map((x) => [x.chart, x.threshold]));
   for (const [sc, metrics] of Object.entries(summary)) {
     for (const key of ['rps', 'cpuUsPerReq', 'p99Ms', 'primaryCores', 'primaryRssMb', 'startupMs', 'startupCpuMs', 'slow']) {
       const e = metrics[key];
