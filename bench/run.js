@@ -5,7 +5,7 @@
 //   npm run bench -- [--workers 2] [--duration 5] [--rounds 3] [--connections 64]
 //                    [--scenarios close-rr,ka-rr,...] [--out bench/results] [--quick]
 //                    [--loader auto|wrk|autocannon|node] [--threads 1] [--warmup 1]
-//                    [--startup-reps 3] [--no-install]
+//                    [--startup-reps 5] [--no-install]
 
 const fs = require('node:fs');
 const net = require('node:net');
@@ -53,7 +53,7 @@ const HELP = `usage: npm run bench -- [options]
                       apt-get install wrk, else autocannon, else the Node loop)
   --threads N         wrk threads (default 1)
   --warmup S          warm-up seconds before each measurement (default 1)
-  --startup-reps N    cluster starts per startup run (default 3)
+  --startup-reps N    cluster starts per implementation and round, interleaved (default 5)
   --no-install        never apt-get/npx anything; use wrk if present, else the Node loop
   --impls LIST        rs,node (default both; one alone is for profiling, no ratios)`;
 
@@ -109,7 +109,7 @@ function parseArgs(argv) {
     connections: Math.floor(num('connections', 64, 1)),
     threads: Math.floor(num('threads', 1, 1)),
     warmup: num('warmup', quick ? 0 : 1, 0),
-    startupReps: Math.floor(num('startup-reps', quick ? 1 : 3, 1)),
+    startupReps: Math.floor(num('startup-reps', quick ? 1 : 5, 1)),
     scenarios: SCENARIOS.filter((s) => names.includes(s.name)),
     out: path.resolve(o.out || path.join(__dirname, 'results')),
     quick,
@@ -422,23 +422,35 @@ function afterStallShare(app, timeline, wall0) {
   return mean > 0 ? gains[mine] / mean : null;
 }
 
-async function startupRun(opts, sc, impl, round) {
-  const times = [];
-  const cpu = [];
-  const pids = [];
+// Both implementations start in one run, their starts interleaved (A B, B A
+// ...) so that a slow spell of this machine lands on both alike.
+async function startupRuns(opts, sc, impls, round) {
+  const per = new Map(impls.map((impl) => [impl, { times: [], cpu: [], pids: [], error: null }]));
   for (let i = 0; i < opts.startupReps; i++) {
-    const port = await freePort();
-    const app = await startApp({ impl, policy: sc.policy, workers: opts.workers, port });
-    times.push(app.startupMs);
-    cpu.push(app.startupCpuMs);
-    pids.push(...app.pids());
-    await app.stop();
+    for (const impl of i % 2 === 0 ? impls : [...impls].reverse()) {
+      const acc = per.get(impl);
+      if (acc.error !== null) continue;
+      try {
+        const port = await freePort();
+        const app = await startApp({ impl, policy: sc.policy, workers: opts.workers, port });
+        acc.times.push(app.startupMs);
+        acc.cpu.push(app.startupCpuMs);
+        acc.pids.push(...app.pids());
+        await app.stop();
+      } catch (err) {
+        acc.error = String(err && err.message ? err.message : err);
+      }
+    }
   }
-  return {
-    scenario: sc.name, impl, round, ok: true, policy: sc.policy,
-    metrics: { startupMs: report.median(times), startupCpuMs: report.median(cpu) },
-    detail: { startupMs: times, startupCpuMs: cpu, pids },
-  };
+  return impls.map((impl) => {
+    const { times, cpu, pids, error } = per.get(impl);
+    if (error !== null) return { scenario: sc.name, impl, round, ok: false, error, metrics: {} };
+    return {
+      scenario: sc.name, impl, round, ok: true, policy: sc.policy,
+      metrics: { startupMs: report.median(times), startupCpuMs: report.median(cpu) },
+      detail: { startupMs: times, startupCpuMs: cpu, pids },
+    };
+  });
 }
 
 function describe(run) {
@@ -495,15 +507,22 @@ async function main() {
         impls = impls.filter((i) => opts.impls.includes(i));
         pairIndex++;
       }
+      const record = (run) => {
+        runs.push(run);
+        log(`[round ${round}/${opts.rounds}] ${sc.name.padEnd(14)} ${report.IMPL_LABEL[run.impl].padEnd(12)} ${describe(run)}`);
+      };
+      if (sc.kind === 'startup') {
+        for (const run of await startupRuns(opts, sc, impls, round)) record(run);
+        continue;
+      }
       for (const impl of impls) {
         let run;
         try {
-          run = sc.kind === 'startup' ? await startupRun(opts, sc, impl, round) : await loadRun(opts, loader, sc, impl, round);
+          run = await loadRun(opts, loader, sc, impl, round);
         } catch (err) {
           run = { scenario: sc.name, impl, round, ok: false, error: String(err && err.message ? err.message : err), metrics: {} };
         }
-        runs.push(run);
-        log(`[round ${round}/${opts.rounds}] ${sc.name.padEnd(14)} ${report.IMPL_LABEL[impl].padEnd(12)} ${describe(run)}`);
+        record(run);
       }
     }
   }

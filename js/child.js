@@ -14,7 +14,7 @@ const messages = require('./messages');
 const native = require('./native');
 const handles = require('./handles');
 const builtin = require('./builtin');
-const { WORKER_ENV, CHANNEL_ENV, PRELOAD_ENV } = require('./env');
+const { WORKER_ENV, CHANNEL_ENV, PRELOAD_ENV, ADDON_ENV } = require('./env');
 
 const cluster = new EventEmitter();
 cluster.isWorker = true;
@@ -306,6 +306,7 @@ function setup() {
   // Our children are not workers of this cluster.
   delete process.env[WORKER_ENV];
   delete process.env[CHANNEL_ENV];
+  delete process.env[ADDON_ENV];
   // primary.js preloaded us through NODE_OPTIONS: restore the worker's own.
   const ownOptions = process.env[PRELOAD_ENV];
   if (ownOptions !== undefined) {

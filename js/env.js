@@ -7,6 +7,8 @@ module.exports = {
   CHANNEL_ENV: 'RS_CLUSTER_CHANNEL_FD',
   // The worker's own NODE_OPTIONS, saved while ours preloads rs-cluster.
   PRELOAD_ENV: 'RS_CLUSTER_NODE_OPTIONS',
+  // The addon file the primary loaded, so workers skip the platform lookup.
+  ADDON_ENV: 'RS_CLUSTER_ADDON',
   // Read by the primary: the round-robin window (connections a worker may
   // hold unacknowledged), 1 to 64.
   WINDOW_ENV: 'RS_CLUSTER_WINDOW',

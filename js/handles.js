@@ -7,7 +7,6 @@
 // `--expose-internals`, no `process.binding`.
 
 const net = require('node:net');
-const dgram = require('node:dgram');
 const native = require('./native');
 
 // Values of tcp_wrap/pipe_wrap's `constants` (SOCKET, SERVER), stable since Node 0.x.
@@ -27,7 +26,8 @@ function streamCtor(kind) {
 
 function udpCtor() {
   if (ctors.udp === null) {
-    const socket = dgram.createSocket('udp4');
+    // Required here: only a worker that binds UDP has dgram loaded already.
+    const socket = require('node:dgram').createSocket('udp4');
     const state = Object.getOwnPropertySymbols(socket)
       .map((s) => socket[s])
       .find((v) => v && typeof v === 'object' && v.handle && typeof v.handle.recvStart === 'function');

@@ -9,7 +9,7 @@ const Worker = require('./worker');
 const messages = require('./messages');
 const { badPort, validatePort, internalAssertion } = require('./errors');
 const native = require('./native');
-const { WORKER_ENV, CHANNEL_ENV, PRELOAD_ENV, WINDOW_ENV } = require('./env');
+const { WORKER_ENV, CHANNEL_ENV, PRELOAD_ENV, WINDOW_ENV, ADDON_ENV } = require('./env');
 
 const SCHED_NONE = 1;
 const SCHED_RR = 2;
@@ -180,6 +180,7 @@ function createWorkerProcess(id, env, channelFd) {
   const { stdio, index } = stdioWith(channelFd);
   // Never NODE_UNIQUE_ID: that would start Node's own cluster worker.
   const workerEnv = addPreload({ ...process.env, ...env, [WORKER_ENV]: `${id}`, [CHANNEL_ENV]: `${index}` });
+  if (native.addonFile !== null) workerEnv[ADDON_ENV] = native.addonFile;
   return forkProcess(settings.exec, settings.args, {
     cwd: settings.cwd,
     env: workerEnv,

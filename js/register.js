@@ -4,7 +4,10 @@
 // return rs-cluster, in the primary and (through the inherited execArgv) in
 // every worker.
 
-require('./builtin');
+// Without getBuiltinModule, Node's own cluster is only reachable before the
+// hook below is in place. With it, builtin.js reaches it later, and only a
+// worker, whose `net` consults it, pays for loading it.
+if (typeof process.getBuiltinModule !== 'function') require('./builtin');
 const Module = require('node:module');
 
 const kInstalled = Symbol.for('rs-cluster.register');
