@@ -8,7 +8,7 @@
 const test = require('node:test');
 const assert = require('node:assert');
 const dgram = require('node:dgram');
-const { IMPLS } = require('./helpers');
+const { IMPLS, eachImpl } = require('./helpers');
 const { POLICIES, run, waitCount, sleep, normalizePorts, byWorker, opOf, HAS_SS, owners } = require('./listen-helpers');
 
 // Sends datagrams to host:port until every worker in `ids` printed one for op `i`.
@@ -41,7 +41,7 @@ const OPS = [
 for (const policy of POLICIES) {
   test(`udp4/udp6 sockets share their port across workers (${policy})`, { timeout: 30000 }, async (t) => {
     const seen = {};
-    await Promise.all(IMPLS.map(async (impl) => {
+    await eachImpl(async (impl) => {
       const taken = dgram.createSocket('udp4');
       await new Promise((resolve) => taken.bind(0, '127.0.0.1', resolve));
       t.after(() => taken.close());
@@ -67,7 +67,7 @@ for (const policy of POLICIES) {
       assert.deepStrictEqual(await reachAll(c, { type: 'udp6', host: '::1', port: port(3), i: 3 }), [1, 2], `${impl}: udp6 on ::`);
       assert.ok((await reachAll(c, { type: 'udp4', host: '127.0.0.1', port: port(2), i: 2, ids: [1], max: 50 })).length > 0);
       seen[impl] = normalizePorts(byWorker(c, [1, 2]), { TAKEN });
-    }));
+    });
     // Exclusive sockets bind in each worker: their ports differ per worker.
     for (const impl of IMPLS) for (const id of [1, 2]) seen[impl][id].ops[7].addr.port = '<exclusive>';
     assert.deepStrictEqual(seen.rs, seen.node);
@@ -76,7 +76,7 @@ for (const policy of POLICIES) {
 
 test('exclusive dgram sockets: a second exclusive bind of the port fails, reuseAddr shares it', { timeout: 30000 }, async (t) => {
   const seen = {};
-  await Promise.all(IMPLS.map(async (impl) => {
+  await eachImpl(async (impl) => {
     const free = async () => {
       const probe = dgram.createSocket('udp4');
       await new Promise((resolve) => probe.bind(0, '127.0.0.1', resolve));
@@ -97,7 +97,7 @@ test('exclusive dgram sockets: a second exclusive bind of the port fails, reuseA
     assert.strictEqual(opOf(c, 2, 0).err.code, 'EADDRINUSE');
     assert.strictEqual(opOf(c, 2, 1).addr.port, XPORT2);
     seen[impl] = normalizePorts(byWorker(c, [1, 2]), { XPORT, XPORT2 });
-  }));
+  });
   assert.deepStrictEqual(seen.rs, seen.node);
 });
 
@@ -105,13 +105,13 @@ test("bind({ fd }) in a worker uses the primary's UDP socket", {
   timeout: 30000,
 }, async (t) => {
   const seen = {};
-  await Promise.all(IMPLS.map(async (impl) => {
+  await eachImpl(async (impl) => {
     const ops = [{ type: 'udp4', args: [{ fd: '$PFD' }] }];
     const c = run(t, 'dgram-bind.js', { impl, env: { DGRAM_OPS: JSON.stringify(ops), LAUNCH_WITH_UDP_FD: '1' } });
     const { fdPort } = await c.waitFor('launcher');
     await waitCount(c, (e) => e.event === 'wdone', 2);
     seen[impl] = normalizePorts(byWorker(c, [1, 2]), { FD_PORT: fdPort });
-  }));
+  });
   assert.deepStrictEqual(seen.rs, seen.node);
   assert.strictEqual(seen.node[1].ops[0].addr.port, '<FD_PORT>');
 });

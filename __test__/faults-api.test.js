@@ -5,14 +5,15 @@
 // code, or what happened) must be the same under rs-cluster and node:cluster.
 const test = require('node:test');
 const assert = require('node:assert');
-const { startCluster } = require('./helpers');
+const { startCluster, eachImpl } = require('./helpers');
 
 const report = (t, label, value) => t.diagnostic(`${label}: ${JSON.stringify(value)}`);
 
-async function outcomes(impl, env = {}) {
+// `waitMs` plus the 5 s exit wait must fit in the calling test's timeout.
+async function outcomes(impl, env = {}, waitMs = 40000) {
   const c = startCluster('faults-api.js', { impl, env });
   try {
-    await c.waitFor((e) => e.event === 'done' || e.event === 'uncaught', 40000).catch(() => null);
+    await c.waitFor((e) => e.event === 'done' || e.event === 'uncaught', waitMs).catch(() => null);
     const { code, signal } = await c.waitExit(5000).catch(() => ({ code: 'running', signal: null }));
     const cases = {};
     for (const e of c.events) if (e.event === 'case') cases[e.name] = e.outcome;
@@ -24,7 +25,7 @@ async function outcomes(impl, env = {}) {
 }
 
 test('bad input to setupPrimary, fork, worker.send/kill/disconnect: same errors and events as node:cluster, no crash', { timeout: 60000 }, async (t) => {
-  const [rs, node] = await Promise.all([outcomes('rs'), outcomes('node')]);
+  const [rs, node] = await eachImpl((impl) => outcomes(impl));
   const differ = {};
   // node:cluster's second disconnect() writes to a channel the worker may
   // already be closing: sometimes it throws EPIPE, sometimes not (a race in
@@ -50,7 +51,7 @@ test('bad input to setupPrimary, fork, worker.send/kill/disconnect: same errors 
 // as node:cluster treats anything but SCHED_RR.
 test('unknown cluster.schedulingPolicy before the first fork: same error, then same behaviour, as node:cluster', { timeout: 40000 }, async (t) => {
   const values = ['"bogus"', '3', 'null', '"rr"'];
-  const runs = await Promise.all(values.flatMap((v) => ['rs', 'node'].map(async (impl) => [impl, v, await outcomes(impl, { POLICY: v })])));
+  const runs = await Promise.all(values.flatMap((v) => ['rs', 'node'].map(async (impl) => [impl, v, await outcomes(impl, { POLICY: v }, 25000)])));
   const figures = {};
   for (const [impl, v, r] of runs) {
     figures[v] = figures[v] || {};

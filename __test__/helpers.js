@@ -176,4 +176,14 @@ function get(port, { path: p = '/', timeout = 5000, headers = {}, host = '127.0.
   });
 }
 
-module.exports = { ROOT, FIXTURES, IMPLS, HAS_SS, startCluster, get, isAlive, descendants };
+// Runs `fn(impl)` for each implementation side by side. It waits for every
+// one to settle, so none is still running when the test's cleanup starts,
+// then fails with the first error.
+async function eachImpl(fn, impls = IMPLS) {
+  const results = await Promise.allSettled(impls.map(fn));
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+  return results.map((r) => r.value);
+}
+
+module.exports = { ROOT, FIXTURES, IMPLS, HAS_SS, startCluster, eachImpl, get, isAlive, descendants };

@@ -3,7 +3,7 @@
 // each fixture runs on both implementations and the transcripts must match.
 const test = require('node:test');
 const assert = require('node:assert');
-const { startCluster, IMPLS } = require('./helpers');
+const { startCluster, IMPLS, eachImpl } = require('./helpers');
 const { runBoth, streams } = require('./fixtures/lifecycle-compare');
 
 function assertCleanExit(res) {
@@ -205,7 +205,8 @@ test('workers leave at once, with code 0, when the primary is SIGKILLed', { time
   const runs = IMPLS.map((impl) => ({ impl, c: startCluster('lifecycle-orphan.js', { impl }) }));
   t.after(() => Promise.all(runs.map(({ c }) => c.stop())));
   const seen = {};
-  await Promise.all(runs.map(async ({ impl, c }) => {
+  await eachImpl(async (impl) => {
+    const { c } = runs.find((r) => r.impl === impl);
     await c.waitFor('ready');
     const killedAt = Date.now();
     process.kill(c.child.pid, 'SIGKILL');
@@ -217,7 +218,7 @@ test('workers leave at once, with code 0, when the primary is SIGKILLed', { time
       .filter((e) => e.event === 'worker-exit' || e.event === 'worker-disconnect')
       .map(({ at, ...rest }) => rest)
       .sort((a, b) => a.id - b.id || a.event.localeCompare(b.event));
-  }));
+  });
   // What node:cluster's workers do, and rs-cluster's must. node:cluster's own
   // listening worker now and then exits with code 1 and no 'disconnect'
   // instead (seen on Node 22 under a loaded test run), so its outcome is

@@ -8,7 +8,7 @@
 const test = require('node:test');
 const assert = require('node:assert');
 const net = require('node:net');
-const { IMPLS } = require('./helpers');
+const { eachImpl } = require('./helpers');
 const {
   POLICIES, run, waitCount, control, sleep, until, talk, hold, normalizePorts, opOf, HAS_SS, ss,
 } = require('./listen-helpers');
@@ -48,7 +48,7 @@ function keepAliveProbe(port) {
 for (const policy of POLICIES) {
   test(`connection options, maxConnections, getConnections, close() (${policy})`, { timeout: 30000 }, async (t) => {
     const seen = {};
-    await Promise.all(IMPLS.map(async (impl) => {
+    await eachImpl(async (impl) => {
       const c = run(t, 'listen-conn.js', { impl, policy });
       await waitCount(c, (e) => e.event === 'wdone', 2);
       const port = (i) => opOf(c, 1, i).addr.port;
@@ -109,7 +109,7 @@ for (const policy of POLICIES) {
                   { what: `${impl}: port closed after the last worker's close()` });
       r.drops = c.events.filter((e) => e.event === 'drop').length > 0;
       seen[impl] = normalizePorts(r, { LIMITED: port(3), KEEPALIVE: port(2) });
-    }));
+    });
     if (policy === 'rr') {
       assert.strictEqual(seen.rs.over, 'closed');
       t.diagnostic(`over-limit connection: rs=${seen.rs.over} node=${seen.node.over}`);
@@ -126,7 +126,7 @@ for (const policy of POLICIES) {
 
 test('server.unref() lets a worker exit; a worker with its servers closed exits after disconnect', { timeout: 30000 }, async (t) => {
   const seen = {};
-  await Promise.all(IMPLS.map(async (impl) => {
+  await eachImpl(async (impl) => {
     const c = run(t, 'listen-unref.js', { impl });
     await c.waitFor((e) => e.event === 'exit' && e.id === 1);
     await c.waitFor((e) => e.event === 'exit' && e.id === 2);
@@ -137,6 +137,6 @@ test('server.unref() lets a worker exit; a worker with its servers closed exits 
         .sort((a, b) => a.id - b.id || a.event.localeCompare(b.event)),
       exitCode,
     };
-  }));
+  });
   assert.deepStrictEqual(seen.rs, seen.node);
 });

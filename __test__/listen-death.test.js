@@ -7,7 +7,7 @@
 
 const test = require('node:test');
 const assert = require('node:assert');
-const { IMPLS, get } = require('./helpers');
+const { eachImpl, get } = require('./helpers');
 const { POLICIES, run, waitCount, control, sleep, until, talk, opOf } = require('./listen-helpers');
 
 const BURST = 30;
@@ -15,7 +15,7 @@ const BURST = 30;
 for (const policy of POLICIES) {
   test(`SIGKILL of a worker during a burst loses nothing; the last worker leaving closes the port (${policy})`, { timeout: 30000 }, async (t) => {
     const seen = {};
-    await Promise.all(IMPLS.map(async (impl) => {
+    await eachImpl(async (impl) => {
       const c = run(t, 'listen-death.js', { impl, policy });
       await waitCount(c, (e) => e.event === 'wdone', 2);
       const { port } = opOf(c, 1, 0).addr;
@@ -54,14 +54,14 @@ for (const policy of POLICIES) {
         refused: refused.error,
         exits: c.events.filter((e) => e.event === 'exit').map(({ id, code, signal, exitedAfterDisconnect }) => ({ id, code, signal, exitedAfterDisconnect })),
       };
-    }));
+    });
     assert.deepStrictEqual(seen.rs, seen.node);
   });
 }
 
 test('workers whose event loops block for a while still serve what arrived meanwhile (rr)', { timeout: 30000 }, async (t) => {
   const seen = {};
-  await Promise.all(IMPLS.map(async (impl) => {
+  await eachImpl(async (impl) => {
     const c = run(t, 'listen-death.js', { impl, policy: 'rr' });
     await waitCount(c, (e) => e.event === 'wdone', 2);
     const { port } = opOf(c, 1, 0).addr;
@@ -70,7 +70,7 @@ test('workers whose event loops block for a while still serve what arrived meanw
     const bodies = await Promise.all(Array.from({ length: 6 }, () => get(port, { timeout: 2500 }).then((r) => r.body, (e) => `error:${e.message}`)));
     const after = await Promise.all(Array.from({ length: 4 }, () => get(port, { timeout: 2500 }).then((r) => r.body, (e) => `error:${e.message}`)));
     seen[impl] = { bodies: bodies.map((b) => /^[12]$/.test(b)), after: after.map((b) => /^[12]$/.test(b)) };
-  }));
+  });
   assert.deepStrictEqual(seen.node, { bodies: Array(6).fill(true), after: Array(4).fill(true) });
   assert.deepStrictEqual(seen.rs, seen.node);
 });

@@ -7,7 +7,7 @@
 const test = require('node:test');
 const assert = require('node:assert');
 const net = require('node:net');
-const { IMPLS, get } = require('./helpers');
+const { eachImpl, get } = require('./helpers');
 const { POLICIES, run, waitCount, normalizePorts, byWorker, opOf } = require('./listen-helpers');
 
 function taken(t, host) {
@@ -26,7 +26,7 @@ for (const policy of POLICIES) {
   test(`bind errors in the primary reach the worker's server as node's 'error' (${policy})`, { timeout: 30000 }, async (t) => {
     const seen = {};
     const pipe = {};
-    await Promise.all(IMPLS.map(async (impl) => {
+    await eachImpl(async (impl) => {
       const port4 = await taken(t, '127.0.0.1');
       const port6 = await taken(t, '::1');
       const ops = [
@@ -56,7 +56,7 @@ for (const policy of POLICIES) {
       const all = normalizePorts(byWorker(c, [1, 2]), { TAKEN: port4, TAKEN6: port6 });
       pipe[impl] = [1, 2].map((id) => all[id].ops.splice(7, 1)[0]);
       seen[impl] = all;
-    }));
+    });
     assert.deepStrictEqual(seen.rs, seen.node);
     await t.test('a unix path in a missing directory fails with EACCES as node', {
       timeout: 5000,

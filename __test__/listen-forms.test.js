@@ -9,7 +9,7 @@ const test = require('node:test');
 const assert = require('node:assert');
 const fs = require('node:fs');
 const path = require('node:path');
-const { IMPLS, get } = require('./helpers');
+const { eachImpl, get } = require('./helpers');
 const {
   POLICIES, run, waitCount, control, until, talk, getPath, freePort,
   normalizePorts, byWorker, opOf, backlogOf, tmpDir,
@@ -35,7 +35,7 @@ const TCP_OPS = [
 for (const policy of POLICIES) {
   test(`TCP listen forms give the same addresses and 'listening' events (${policy})`, { timeout: 30000 }, async (t) => {
     const seen = {};
-    await Promise.all(IMPLS.map(async (impl) => {
+    await eachImpl(async (impl) => {
       const c = run(t, 'listen-forms.js', { impl, policy, env: { LISTEN_OPS: JSON.stringify(TCP_OPS) } });
       await done(2)(c);
       const port = (i) => opOf(c, 1, i).addr.port;
@@ -64,7 +64,7 @@ for (const policy of POLICIES) {
         workers: normalizePorts(byWorker(c, [1, 2])),
         backlog: { 7: backlogOf(port(7)), 8: backlogOf(port(8)), 0: backlogOf(port(0)) },
       };
-    }));
+    });
     // The cluster and worker 'listening' events carry the same address object.
     for (const id of [1, 2]) assert.deepStrictEqual(seen.rs.workers[id].listening, seen.rs.workers[id].wlistening);
     assert.deepStrictEqual(seen.rs, seen.node);
@@ -74,7 +74,7 @@ for (const policy of POLICIES) {
 for (const policy of POLICIES) {
   test(`unix socket paths: resolved, chmod'ed, served, removed with the last worker (${policy})`, { timeout: 30000 }, async (t) => {
     const seen = {};
-    await Promise.all(IMPLS.map(async (impl) => {
+    await eachImpl(async (impl) => {
       const dir = tmpDir(t);
       const abs = path.join(dir, 'abs.sock');
       const ops = [
@@ -106,7 +106,7 @@ for (const policy of POLICIES) {
 
       seen[impl] = { workers: byWorker(c, [1, 2]), modes };
       seen[impl] = JSON.parse(JSON.stringify(seen[impl]).replaceAll(dir, '<dir>'));
-    }));
+    });
     const { modes: rsModes, ...rs } = seen.rs;
     const { modes: nodeModes, ...node } = seen.node;
     assert.deepStrictEqual(rs, node);
@@ -128,7 +128,7 @@ for (const policy of POLICIES) {
   test(`listen({ fd }) uses the primary's fd (${policy})`, { timeout: 30000 }, async (t) => {
     const seen = {};
     const second = {};
-    await Promise.all(IMPLS.map(async (impl) => {
+    await eachImpl(async (impl) => {
       // Op 1 asks for the same fd again under another index. node:cluster
       // >= 22 with SCHED_NONE crashes the worker there (an internal assertion
       // in its child.js), which is nothing to compare with: a harmless listen
@@ -148,7 +148,7 @@ for (const policy of POLICIES) {
       for (const id of [1, 2]) all[id].listening.splice(1); // 'listening' of op 1, if any
       for (const id of [1, 2]) all[id].wlistening.splice(1);
       seen[impl] = all;
-    }));
+    });
     assert.deepStrictEqual(seen.rs, seen.node);
     // node:cluster's round-robin primary opens the fd once per handle in its
     // own event loop, so a second handle on the same fd fails with EEXIST.
@@ -161,7 +161,7 @@ for (const policy of POLICIES) {
 for (const policy of POLICIES) {
   test(`listen(handle): used directly, no primary (${policy})`, { timeout: 30000 }, async (t) => {
     const seen = {};
-    await Promise.all(IMPLS.map(async (impl) => {
+    await eachImpl(async (impl) => {
       // Op 1 listens on op 0's handle: a real TCP handle with SCHED_NONE,
       // a stand-in (which net rejects) with round-robin. Each worker also
       // gets a listening server from the primary with worker.send().
@@ -180,14 +180,14 @@ for (const policy of POLICIES) {
         assert.match((await get(opOf(c, 1, 0).addr.port)).body, /^[12]$/);
       }
       seen[impl] = normalizePorts({ workers: byWorker(c, [1, 2]), received: received.map(({ id, ...r }) => r).map(({ pid, ...r }) => r) }, { PRIMARY: port });
-    }));
+    });
     assert.deepStrictEqual(seen.rs, seen.node);
   });
 }
 
 test('exclusive: a worker binds alone; a second exclusive bind on the port fails as with node', { timeout: 30000 }, async (t) => {
   const seen = {};
-  await Promise.all(IMPLS.map(async (impl) => {
+  await eachImpl(async (impl) => {
     const xport = await freePort();
     // Workers start one after the other: worker 1 holds XPORT when worker 2 tries.
     const ops = [
@@ -203,6 +203,6 @@ test('exclusive: a worker binds alone; a second exclusive bind on the port fails
     assert.notStrictEqual(opOf(c, 1, 1).addr.port, opOf(c, 2, 1).addr.port);
     assert.strictEqual((await get(xport)).body, '1');
     seen[impl] = normalizePorts(byWorker(c, [1, 2]), { XPORT: xport });
-  }));
+  });
   assert.deepStrictEqual(seen.rs, seen.node);
 });

@@ -6,7 +6,7 @@
 
 const test = require('node:test');
 const assert = require('node:assert');
-const { IMPLS, get } = require('./helpers');
+const { eachImpl, get } = require('./helpers');
 const { POLICIES, run, waitCount, HAS_SS, owners } = require('./listen-helpers');
 
 const WORKERS = 3;
@@ -15,7 +15,7 @@ for (const policy of POLICIES) {
   test(`requests succeed and are spread as node does (${policy})`, { timeout: 30000 }, async (t) => {
     if (!HAS_SS) t.diagnostic('no ss: who holds the listening socket is not checked');
     const seen = {};
-    await Promise.all(IMPLS.map(async (impl) => {
+    await eachImpl(async (impl) => {
       const c = run(t, 'listen-forms.js', {
         impl, policy, env: { WORKERS: `${WORKERS}`, LISTEN_OPS: JSON.stringify([{ args: [0, '127.0.0.1'] }]) },
       });
@@ -44,7 +44,7 @@ for (const policy of POLICIES) {
         primaryHolds: held ? held.has(primary) : true,
         workersHolding: held ? workers.filter((p) => held.has(p)).length : (policy === 'rr' ? 0 : WORKERS),
       };
-    }));
+    });
     assert.deepStrictEqual(seen.rs, seen.node);
     assert.deepStrictEqual(seen.rs, {
       policy: policy === 'rr' ? 2 : 1,

@@ -10,7 +10,7 @@ const fs = require('node:fs');
 const https = require('node:https');
 const tls = require('node:tls');
 const http2 = require('node:http2');
-const { IMPLS, get } = require('./helpers');
+const { eachImpl, get } = require('./helpers');
 const { run, waitCount, normalizePorts, tmpDir, hasOpenssl, selfSigned } = require('./listen-helpers');
 
 const CLIENT_TIMEOUT = 5000;
@@ -69,7 +69,7 @@ test('http, https, tls and http2 servers share ports in workers', { timeout: 300
   const files = secure ? selfSigned(dir) : null;
   const ca = secure ? fs.readFileSync(files.cert) : null;
   const seen = {};
-  await Promise.all(IMPLS.map(async (impl) => {
+  await eachImpl(async (impl) => {
     const c = run(t, 'listen-protocols.js', { impl, env: files ? { KEY: files.key, CERT: files.cert } : {} });
     await waitCount(c, (e) => e.event === 'wdone', 2);
     const ops = c.events.filter((e) => e.event === 'op');
@@ -100,7 +100,7 @@ test('http, https, tls and http2 servers share ports in workers', { timeout: 300
       ops: ops.map(shape).sort((a, b) => a.id - b.id || a.name.localeCompare(b.name)),
       listening: c.events.filter((e) => e.event === 'listening').map((e) => [e.id, e.address]).sort((a, b) => a[0] - b[0] || a[1].port - b[1].port),
     });
-  }));
+  });
   // Port tokens follow first appearance, so compare shapes per worker.
   assert.deepStrictEqual(seen.rs.ops.map(({ addr, ...o }) => o), seen.node.ops.map(({ addr, ...o }) => o));
   assert.deepStrictEqual(seen.rs.listening.map(([id, a]) => [id, { ...a, port: typeof a.port }]),
