@@ -33,6 +33,8 @@ const SCENARIOS = [
   { name: 'ka-none', kind: 'load', keepAlive: true, policy: 'none', text: 'keep-alive, SCHED_NONE' },
   { name: 'close-rr', kind: 'load', keepAlive: false, policy: 'rr', text: 'Connection: close, SCHED_RR' },
   { name: 'close-none', kind: 'load', keepAlive: false, policy: 'none', text: 'Connection: close, SCHED_NONE' },
+  // Latency-bound: each connection's path from accept to the first response.
+  { name: 'close-1', kind: 'load', keepAlive: false, policy: 'rr', connections: 1, text: 'one client, Connection: close, one request after another, SCHED_RR' },
   { name: 'baseline-ka', kind: 'load', keepAlive: true, single: true, text: 'one process, no cluster, keep-alive' },
   { name: 'baseline-close', kind: 'load', keepAlive: false, single: true, text: 'one process, no cluster, Connection: close' },
   { name: 'startup', kind: 'startup', policy: 'rr', text: 'start to all workers listening' },
@@ -303,7 +305,7 @@ async function loadRun(opts, loader, sc, impl, round) {
     // The stall needs exact per-request latencies: the Node loop times each one.
     const gen = stall ? loaders.nodeLoader : loader;
     const duration = stall ? Math.max(opts.duration, STALL_AT_S + STALL_MS / 1000 + 1.5) : opts.duration;
-    const base = { port, connections: opts.connections, threads: opts.threads, keepAlive: sc.keepAlive, slowMs: SLOW_MS, graceS: 15 };
+    const base = { port, connections: sc.connections || opts.connections, threads: opts.threads, keepAlive: sc.keepAlive, slowMs: SLOW_MS, graceS: 15 };
     if (opts.warmup > 0) await gen.run({ ...base, duration: opts.warmup });
     const c0 = await app.counts();
     const cpu0 = cpuOf(app);
