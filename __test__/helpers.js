@@ -4,10 +4,12 @@
 // process it started by pid when the test ends.
 
 const { spawn, execFileSync } = require('node:child_process');
-const fs = require('node:fs');
 const path = require('node:path');
 const http = require('node:http');
 const readline = require('node:readline');
+// /proc readings (process tree, start times), shared with the bench.
+const procs = require('../bench/lib/procs');
+const { descendants } = procs;
 
 const ROOT = path.resolve(__dirname, '..');
 const FIXTURES = path.join(__dirname, 'fixtures');
@@ -24,36 +26,11 @@ const HAS_SS = (() => {
   }
 })();
 
-// Every descendant of `pid`, from /proc.
-function descendants(pid) {
-  const out = [];
-  const walk = (p) => {
-    let kids = [];
-    try {
-      for (const task of fs.readdirSync(`/proc/${p}/task`)) {
-        kids = kids.concat(fs.readFileSync(`/proc/${p}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number));
-      }
-    } catch {
-      // Gone.
-    }
-    for (const k of kids) {
-      out.push(k);
-      walk(k);
-    }
-  };
-  walk(pid);
-  return out;
-}
-
 // When `pid` started (clock ticks since boot), or null if it is gone: a pid
 // the kernel has since given to another process has another start time.
 function startTime(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return null;
-  }
+  const stat = procs.readStat(pid);
+  return stat === null ? null : stat.starttime;
 }
 
 function isAlive(pid) {
