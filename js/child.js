@@ -31,7 +31,8 @@ let querySeq = 0;
 let channel = null;
 let channelClosing = false;
 
-// `[handle, seq, fd]` of the connection Rust hands over (one per loop turn).
+// `[handle, fd, taken]` of the connection Rust hands over (one per loop
+// turn); `taken` = 1 tells Rust this process now owns the fd.
 const conn = new Int32Array(3);
 
 // The channel keeps the process alive only while a round-robin server
@@ -167,7 +168,7 @@ function listenShared(p, reply) {
     handle = handles.listener(kind, reply.fd);
   } catch (err) {
     native.closeFd(reply.fd);
-    return p.cb(err.errno || -9, null);
+    return p.cb(err.errno ?? -os.constants.errno.EBADF, null);
   }
   const id = reply.handle;
   const close = handle.close;
@@ -217,32 +218,26 @@ function listenRoundRobin(p, reply) {
   p.cb(0, faux);
 }
 
-// Answer first, then serve. The connection is already claimed on the
-// board, so from here on it is this worker's (a worker that dies loses it,
-// as Node's would); a refusal goes to the primary at once, which gives the
-// connection to another worker.
+// A connection read off the hand-off channel is this worker's (a worker
+// that dies now loses it, as Node's would). One its server cannot take
+// (closed, or at maxConnections) goes back to the primary, which gives it
+// to another worker.
 function onConnection() {
   const entry = servers.get(conn[0]);
-  const fd = conn[2];
-  // fd -1: this process had no fd to spare; the primary re-routes it.
-  const ok = fd >= 0 && entry !== undefined && entry.rr === true &&
+  const ok = entry !== undefined && entry.rr === true &&
     typeof entry.handle.onconnection === 'function' &&
     (entry.obj.maxConnections == null || (entry.obj._connections | 0) < entry.obj.maxConnections);
-  conn[2] = ok ? 1 : 0;
-  try {
-    channel.ack(1);
-  } catch {
-    // The primary is gone; the connection is still ours to serve.
-  }
-  if (ok) entry.handle.onconnection(0, handles.connection(entry.kind, fd));
-  else if (fd >= 0) native.closeFd(fd);
+  if (!ok) return;
+  const handle = handles.connection(entry.kind, conn[1]);
+  conn[2] = 1;
+  entry.handle.onconnection(0, handle);
 }
 
-function onBatch(n, replies, error) {
+function onChannel(hasConn, replies, error) {
   if (replies !== null) {
     for (const r of replies) onReply(JSON.parse(r));
   }
-  if (n > 0) onConnection();
+  if (hasConn !== 0) onConnection();
   if (error !== null) onChannelLost();
 }
 
@@ -317,7 +312,7 @@ function setup() {
   }
 
   native.setCloexec(fd);
-  channel = new native.WorkerChannel(fd, conn, onBatch);
+  channel = new native.WorkerChannel(fd, conn, onChannel);
   channel.unref();
 
   const worker = new Worker({ id, process, state: 'online' });

@@ -10,6 +10,6 @@ module.exports = {
   // The addon file the primary loaded, so workers skip the platform lookup.
   ADDON_ENV: 'RS_CLUSTER_ADDON',
   // Read by the primary: the round-robin window (connections a worker may
-  // hold unacknowledged), 1 to 64.
+  // leave unread in its queue), 1 to 64.
   WINDOW_ENV: 'RS_CLUSTER_WINDOW',
 };

@@ -1,13 +1,11 @@
 #![deny(clippy::all)]
-//! rs-cluster's native addon. The core (`protocol`, `channel`, `sockets`,
-//! `primary`) is plain Rust with no N-API in it; `binding` is the thin layer
-//! JavaScript sees, and `worker::receiver` is the one place that uses libuv.
+//! rs-cluster's N-API binding: the thin layer JavaScript sees. Cluster logic
+//! lives in `rs-cluster-core` (crates/core), which knows nothing of N-API;
+//! here are type conversion, the threadsafe function for primary events,
+//! errors turned into JS errors (`errors.rs`), and the libuv shell of the
+//! worker's channel (`uv.rs`, `worker_channel.rs`).
 
-pub mod binding;
-pub mod board;
-pub mod channel;
-pub mod error;
+mod errors;
 pub mod primary;
-pub mod protocol;
-pub mod sockets;
-pub mod worker;
+mod uv;
+pub mod worker_channel;

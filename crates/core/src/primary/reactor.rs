@@ -1,53 +1,55 @@
 //! The primary's event loop, on its own thread: it accepts on round-robin
-//! listeners, hands connections to workers, reads their acknowledgements and
-//! answers their server queries. Nothing here touches JavaScript; the primary's
-//! JS thread only sends commands (worker added, disconnecting, exited) and
-//! hears about misbehaving workers.
+//! listeners, hands connections to workers, takes back what a stalled or
+//! departed worker left unread, and answers server queries. Nothing here
+//! touches JavaScript; the primary's JS thread only sends commands (worker
+//! added, disconnecting, exited) and hears about failures.
 //!
 //! `poll(2)` rather than epoll: the set is a handful of fds (workers plus
 //! listeners), it is rebuilt cheaply each round, and it compiles everywhere.
 
 use std::collections::HashMap;
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::channel::{Channel, Received};
-use crate::error::{uv_errno, Error, ProtocolError};
-use crate::protocol::{encode_reply, Ack, Frame, Outcome, Query, Reply, VERSION};
+use crate::error::{uv_errno, Context, Error, ProtocolError};
+use crate::handoff::Batch;
+use crate::protocol::{encode_reply, Frame, Handoff, Query, Reply, Returned, VERSION};
+use crate::worker::FD_PAUSE;
 
 use super::handles::{Handles, Kind};
-use super::link::{Flushed, Link};
+use super::link::Link;
 use super::round_robin::{Accepted, Queued};
 use super::{Command, Config, Event, EventSink, Inbox};
 
 /// How long accepting pauses after the process ran out of fds.
 const OUT_OF_FDS_PAUSE: Duration = Duration::from_millis(20);
 
-/// A connection a worker has not even read after this long is taken back
-/// and given to another worker (see `board.rs`). A healthy worker reads its
-/// channel every loop turn; but one warming up (JIT, GC) on a busy machine
-/// can take 100 ms or more, and revoking from it then skews the share of a
-/// burst of keep-alive connections for good, hence the margin.
-const STALL: Duration = Duration::from_millis(500);
-
-/// After a round that handed out several connections, listeners and worker
-/// channels are left unread this long, so that the next round finds a batch
-/// instead of one connection. Why: on this kind of machine every sleep and
-/// wakeup of the reactor costs about 30 µs of CPU, several times an accept,
-/// and under load a wakeup per connection or per acknowledgement made the
-/// reactor the busiest thing in the primary. A round that found a single
-/// connection rests not at all, so a lone client sees no added latency.
+/// After a round that handed out several connections, listeners are left
+/// unread this long, so that the next round finds a batch: one `sendmmsg`
+/// per worker for many connections instead of a wakeup and a send for each.
+/// A round that found a single connection rests not at all, so a lone client
+/// sees no added latency. 1 ms is poll(2)'s resolution.
 const REST: Duration = Duration::from_millis(1);
 
 /// A round that handed out at least this many connections is followed by a
 /// rest; so is one that handed out any right after a rest (still busy).
 const BUSY_ROUND: usize = 2;
 
-/// The worker's end of the channel is closed: that is the worker's exit,
-/// which Node reports through 'exit', not as an error.
+/// How often the workers' counters are looked at again while every worker's
+/// window is full (nothing else wakes the reactor when one frees up).
+const FULL_RECHECK: Duration = Duration::from_millis(1);
+
+/// How long a connection's refusals are remembered. Refusals are rare (a
+/// server closing, or at `maxConnections`) and a connection is re-offered at
+/// once, so this only bounds the memory of ones that were then served.
+const REFUSALS_KEPT: Duration = Duration::from_secs(10);
+
+/// The worker's end of the control channel is closed: that is the worker's
+/// exit, which Node reports through 'exit', not as an error.
 fn peer_gone(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EPIPE | libc::ECONNRESET))
 }
@@ -56,10 +58,20 @@ fn pollfd(fd: i32, events: i16) -> libc::pollfd {
     libc::pollfd { fd, events, revents: 0 }
 }
 
+/// `CLOCK_MONOTONIC` in ns, comparable across processes (a worker may
+/// measure the hand-off's latency from it).
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 enum Target {
     Wake,
     Listener(u32),
-    Link(u32),
+    Control(u32),
+    Handoff(u32),
 }
 
 pub struct Reactor {
@@ -70,10 +82,11 @@ pub struct Reactor {
     sink: EventSink,
     inbox: Arc<Inbox>,
     wake_rx: UnixStream,
-    scratch: Vec<u8>,
-    fd_scratch: Vec<i32>,
+    batch: Batch,
     touched: Vec<u32>,
-    /// Until when listeners and acks are left unread (see `REST`).
+    /// Workers that refused a connection, by its seq (see `REFUSALS_KEPT`).
+    refusals: HashMap<u32, (Vec<u32>, Instant)>,
+    /// Until when listeners are left unread (see `REST`).
     rest_until: Option<Instant>,
     /// Connections handed out in this round.
     round_sent: usize,
@@ -91,40 +104,46 @@ impl Reactor {
             sink,
             inbox,
             wake_rx,
-            scratch: Vec::with_capacity(4096),
-            fd_scratch: Vec::with_capacity(crate::protocol::MAX_BATCH),
+            batch: Batch::default(),
             touched: Vec::new(),
+            refusals: HashMap::new(),
             rest_until: None,
             round_sent: 0,
             rested: false,
         }
     }
 
-    /// Runs until shutdown. A panic (a bug) is reported instead of silently
-    /// ending the thread, so the app learns its cluster stopped routing.
+    /// Runs until shutdown. A failure or a panic (a bug) is reported instead
+    /// of silently ending the thread, so the app learns its cluster stopped
+    /// routing.
     pub fn run(self) {
         let sink = self.sink.clone();
-        if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop())) {
-            sink(Event::Fatal {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_loop())) {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => sink(Event::Fatal { error }),
+            Err(payload) => sink(Event::Fatal {
                 error: Error::from_panic(payload),
-            });
+            }),
         }
     }
 
-    fn run_loop(mut self) {
+    fn run_loop(mut self) -> Result<(), Error> {
         let mut targets: Vec<Target> = Vec::new();
         let mut pollfds: Vec<libc::pollfd> = Vec::new();
         loop {
             let resting = self.rest_until.filter(|&t| t > Instant::now());
             let timeout = self.build_poll_set(resting, &mut targets, &mut pollfds);
-            let n = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout) };
-            if n < 0 {
-                if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                    continue;
-                }
-                return;
+            // SAFETY: `pollfds` is a live array of `len` pollfd structs.
+            match syscall!(poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout)) {
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) => return Err(e).during("poll"),
             }
             self.round_sent = 0;
+            let now = Instant::now();
+            for link in self.links.values_mut() {
+                link.observe(now);
+            }
             for (t, p) in targets.iter().zip(pollfds.iter()) {
                 if p.revents == 0 {
                     continue;
@@ -132,11 +151,11 @@ impl Reactor {
                 match *t {
                     Target::Wake => {
                         if !self.take_commands() {
-                            return;
+                            return Ok(());
                         }
                     }
                     Target::Listener(id) => self.dispatch(id),
-                    Target::Link(id) => {
+                    Target::Control(id) => {
                         if p.revents & libc::POLLOUT != 0 {
                             self.flush_link(id);
                         }
@@ -144,9 +163,19 @@ impl Reactor {
                             self.read_link(id);
                         }
                     }
+                    Target::Handoff(id) => {
+                        if p.revents & libc::POLLOUT != 0 {
+                            if let Some(link) = self.links.get_mut(&id) {
+                                link.handoff_full = false;
+                            }
+                        }
+                        if p.revents & libc::POLLIN != 0 {
+                            self.read_returned(id);
+                        }
+                    }
                 }
             }
-            self.revoke_stalled();
+            self.take_back_stalled(now);
             self.dispatch_queued();
             if resting.is_none() {
                 self.rested = self.round_sent >= BUSY_ROUND || (self.rested && self.round_sent > 0);
@@ -157,32 +186,34 @@ impl Reactor {
         }
     }
 
-    /// Connections unread by a stalled worker go back on their handle's queue.
-    fn revoke_stalled(&mut self) {
-        let Some(deadline) = Instant::now().checked_sub(STALL) else {
+    /// Connections a stalled worker left unread go back on their handle's
+    /// queue, if another worker can take them.
+    fn take_back_stalled(&mut self, now: Instant) {
+        let ready = |l: &Link| l.routing && l.greeted && !l.window.is_stalled();
+        let ready_count = self.links.values().filter(|l| ready(l)).count();
+        let stalled: Vec<u32> = self
+            .links
+            .iter()
+            .filter(|(_, l)| ready_count > usize::from(ready(l)) && l.window.stall_deadline().is_some_and(|t| t <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in stalled {
+            self.take_back(id, true);
+        }
+    }
+
+    /// Reads back what worker `id` has not read and queues it for others.
+    fn take_back(&mut self, id: u32, stalled: bool) {
+        let Some(link) = self.links.get_mut(&id) else {
             return;
         };
-        let mut taken = Vec::new();
-        let ready = self
-            .links
-            .values()
-            .filter(|l| l.routing && l.greeted && !l.stalled)
-            .count();
-        for link in self.links.values_mut() {
-            // Only worth it if someone else can take them.
-            let others = ready - usize::from(link.routing && link.greeted && !link.stalled);
-            if others > 0 && link.oldest_sent().is_some_and(|t| t < deadline) {
-                link.revoke_older_than(deadline, &mut taken);
+        match link.take_back(stalled) {
+            Ok(got) => {
+                for (record, fd) in got {
+                    self.requeue(record, fd, None);
+                }
             }
-        }
-        for inflight in taken {
-            self.requeue(
-                inflight.handle,
-                Queued {
-                    fd: inflight.fd,
-                    refused_by: inflight.refused_by,
-                },
-            );
+            Err(error) => (self.sink)(Event::WorkerError { id, error }),
         }
     }
 
@@ -208,7 +239,12 @@ impl Reactor {
                 };
                 if let Some(until) = rr.paused_until.filter(|&t| t > now) {
                     wake_by(until);
-                } else if rr.queue.is_empty() && self.any_room(&h.workers) {
+                } else if !rr.queue.is_empty() || !self.any_room(&h.workers) {
+                    // Someone's window will free up without telling us.
+                    if !h.workers.is_empty() {
+                        wake_by(now + FULL_RECHECK);
+                    }
+                } else {
                     targets.push(Target::Listener(h.id));
                     pollfds.push(pollfd(rr.listener_fd().as_raw_fd(), libc::POLLIN));
                 }
@@ -218,17 +254,28 @@ impl Reactor {
             let mut events = if link.wants_write() { libc::POLLOUT } else { 0 };
             if rest.is_none() {
                 events |= libc::POLLIN;
-                if let Some(sent) = link.oldest_sent() {
-                    wake_by(sent + STALL);
+            }
+            if events != 0 {
+                targets.push(Target::Control(id));
+                pollfds.push(pollfd(link.chan.raw(), events));
+            }
+            let mut events = if link.handoff_full { libc::POLLOUT } else { 0 };
+            if rest.is_none() {
+                events |= libc::POLLIN;
+                if let Some(t) = link.window.stall_deadline() {
+                    wake_by(t);
+                }
+                if let Some(t) = link.paused_until {
+                    wake_by(t);
                 }
             }
             if events != 0 {
-                targets.push(Target::Link(id));
-                pollfds.push(pollfd(link.chan.raw(), events));
+                targets.push(Target::Handoff(id));
+                pollfds.push(pollfd(link.handoff_fd(), events));
             }
         }
         // Rounded up (poll's unit is the millisecond), and at least 1 ms: a
-        // stall deadline already past but with nobody to revoke to must not spin.
+        // stall deadline already past but with nobody to take over must not spin.
         timeout.map_or(-1, |t| t.as_micros().div_ceil(1000).max(1) as i32)
     }
 
@@ -245,37 +292,45 @@ impl Reactor {
         let commands = std::mem::take(&mut *self.inbox.commands.lock().unwrap_or_else(|p| p.into_inner()));
         for c in commands {
             match c {
-                Command::AddWorker { id, fd } => match Channel::new(fd).and_then(Link::new) {
-                    Ok(link) => {
-                        self.links.insert(id, link);
-                    }
-                    // Already exited (it could not even start): its 'exit' says so.
-                    Err(e) if peer_gone(&e) => {}
-                    Err(e) => (self.sink)(Event::WorkerError { id, error: e.into() }),
-                },
+                Command::AddWorker { id, fd } => self.add_worker(id, fd),
                 Command::StopRouting { id } => self.stop_routing(id),
                 Command::WorkerExited { id } => {
                     self.read_link(id);
                     self.drop_link(id);
                 }
-                Command::SetWindow { window } => self.config.window = window.clamp(1, crate::board::SLOTS),
+                Command::SetWindow { window } => self.config.window = window.clamp(1, super::MAX_WINDOW),
                 Command::Shutdown => return false,
             }
         }
         true
     }
 
+    fn add_worker(&mut self, id: u32, fd: OwnedFd) {
+        let link = Channel::new(fd)
+            .during("fcntl")
+            .and_then(|chan| Link::new(chan, Instant::now()));
+        match link {
+            Ok(link) => {
+                self.links.insert(id, link);
+            }
+            // Already exited (it could not even start): its 'exit' says so.
+            Err(Error::Os { source, .. }) if peer_gone(&source) => {}
+            Err(error) => (self.sink)(Event::WorkerError { id, error }),
+        }
+    }
+
     fn read_link(&mut self, id: u32) {
-        let result = self.read_frames(id);
-        match result {
+        match self.read_frames(id) {
             Ok(true) => {}
             Ok(false) => self.drop_link(id),
-            Err(Error::Io(e)) if peer_gone(&e) => self.drop_link(id),
-            Err(error) => {
-                (self.sink)(Event::WorkerError { id, error });
-                self.drop_link(id);
-            }
+            Err(Error::Os { source, .. }) if peer_gone(&source) => self.drop_link(id),
+            Err(error) => self.cut_off(id, error),
         }
+    }
+
+    fn cut_off(&mut self, id: u32, error: Error) {
+        (self.sink)(Event::WorkerError { id, error });
+        self.drop_link(id);
     }
 
     /// Reads and handles every frame available. `Ok(false)` on end of stream.
@@ -284,7 +339,7 @@ impl Reactor {
             let Some(link) = self.links.get_mut(&id) else {
                 return Ok(true);
             };
-            let outcome = link.chan.recv(&mut link.dec)?;
+            let outcome = link.chan.recv(&mut link.dec).during("recvmsg")?;
             loop {
                 let Some(link) = self.links.get_mut(&id) else {
                     return Ok(true);
@@ -318,12 +373,11 @@ impl Reactor {
         }
         match frame {
             Frame::Query(q) => self.on_query(id, q),
-            Frame::Ack(acks) => self.on_acks(id, &acks),
             Frame::Close { handle } => {
                 self.handles.leave(handle, id);
                 Ok(())
             }
-            Frame::Hello { .. } | Frame::Reply { .. } | Frame::NewConn(_) | Frame::Board(_) => {
+            Frame::Hello { .. } | Frame::Reply { .. } | Frame::Setup { .. } => {
                 Err(ProtocolError::WrongDirection.into())
             }
         }
@@ -335,7 +389,7 @@ impl Reactor {
         if !link.routing {
             return Ok(());
         }
-        let (reply, fd) = match self.handles.get_or_create(&q, self.config.policy) {
+        let (reply, fds) = match self.handles.get_or_create(&q, self.config.policy) {
             // The asker's own data comes back, as Node's primary answers
             // with the data of the handle it just tried to create.
             Err(e) => (
@@ -347,7 +401,7 @@ impl Reactor {
                     sockname: None,
                     data: q.data,
                 },
-                None,
+                Vec::new(),
             ),
             Ok(h) => {
                 if !h.workers.contains(&id) {
@@ -356,61 +410,85 @@ impl Reactor {
                 if h.data.is_null() {
                     h.data = q.data;
                 }
-                let fd = match &h.kind {
-                    Kind::Shared(s) => Some(s.dup_for_reply()?),
-                    Kind::RoundRobin(_) => None,
+                let fds = match &h.kind {
+                    Kind::Shared(s) => vec![s.dup_for_reply().during("dup")?],
+                    Kind::RoundRobin(_) => Vec::new(),
                 };
                 let reply = Reply {
                     seq: q.seq,
                     errno: 0,
                     handle: h.id,
-                    shared: fd.is_some(),
+                    shared: !fds.is_empty(),
                     sockname: h.sockname.clone(),
                     data: h.data.clone(),
                 };
-                (reply, fd)
+                (reply, fds)
             }
         };
         let mut bytes = Vec::new();
         encode_reply(&mut bytes, &reply);
-        link.send_control(bytes, fd)?;
+        link.send_control(bytes, fds).during("sendmsg")?;
         Ok(())
     }
 
-    fn on_acks(&mut self, id: u32, acks: &[Ack]) -> Result<(), Error> {
-        for a in acks {
-            let link = self.links.get_mut(&id).ok_or(Error::Closed)?;
-            if a.outcome == Outcome::Revoked {
-                link.stalled = false;
-                continue;
-            }
-            let inflight = link
-                .settle(a.seq)
-                .ok_or(ProtocolError::BadBody("ack for a connection never sent"))?;
-            let slot = inflight.slot;
-            if a.outcome == Outcome::Accepted {
-                // Our copy goes first: the worker closes last (board.rs).
-                drop(inflight);
-                link.board.release(slot, a.seq);
-            } else {
-                link.board.release(slot, a.seq);
-                let mut refused_by = inflight.refused_by;
-                refused_by.push(id);
-                self.requeue(
-                    inflight.handle,
-                    Queued {
-                        fd: inflight.fd,
-                        refused_by,
-                    },
-                );
+    /// Connections worker `id` gave back: refused ones go to another worker;
+    /// one given back for want of fds pauses the worker, and what it has not
+    /// read is taken back too.
+    fn read_returned(&mut self, id: u32) {
+        let Some(link) = self.links.get_mut(&id) else {
+            return;
+        };
+        let got = match link.returned() {
+            Ok(got) => got,
+            Err(error) => return self.cut_off(id, error),
+        };
+        let mut short_of_fds = false;
+        for (record, fd) in got {
+            match record.returned {
+                Returned::Refused => self.requeue(record, fd, Some(id)),
+                Returned::OutOfFds => {
+                    short_of_fds = true;
+                    self.requeue(record, fd, None);
+                }
+                Returned::None => return self.cut_off(id, ProtocolError::WrongDirection.into()),
             }
         }
-        Ok(())
+        if short_of_fds {
+            if let Some(link) = self.links.get_mut(&id) {
+                link.paused_until = Some(Instant::now() + FD_PAUSE);
+            }
+            self.take_back(id, false);
+        }
     }
 
-    /// Puts a connection back on its handle's queue; dropped (closed) if the
-    /// handle is gone.
-    fn requeue(&mut self, handle: u32, q: Queued) {
+    /// Puts a connection back on its handle's queue (closed if the handle is
+    /// gone), remembering who refused it.
+    fn requeue(&mut self, record: Handoff, fd: OwnedFd, refused_by: Option<u32>) {
+        let refused_by = match refused_by {
+            Some(w) => {
+                let now = Instant::now();
+                self.refusals
+                    .retain(|_, (_, at)| now.duration_since(*at) < REFUSALS_KEPT);
+                let entry = self.refusals.entry(record.seq).or_insert_with(|| (Vec::new(), now));
+                entry.0.push(w);
+                entry.0.clone()
+            }
+            None => self
+                .refusals
+                .get(&record.seq)
+                .map(|(v, _)| v.clone())
+                .unwrap_or_default(),
+        };
+        let q = Queued {
+            fd,
+            seq: record.seq,
+            refused_by,
+            accepted_ns: record.accepted_ns,
+        };
+        self.push_queued(record.handle, q);
+    }
+
+    fn push_queued(&mut self, handle: u32, q: Queued) {
         if let Some(h) = self.handles.map.get_mut(&handle) {
             if let Kind::RoundRobin(rr) = &mut h.kind {
                 rr.queue.push_back(q);
@@ -418,6 +496,8 @@ impl Reactor {
         }
     }
 
+    /// The worker is disconnecting: no new connections or servers, and what
+    /// it has not read yet goes to the others now.
     fn stop_routing(&mut self, id: u32) {
         let Some(link) = self.links.get_mut(&id) else {
             return;
@@ -426,32 +506,17 @@ impl Reactor {
         for h in self.handles.ids_of(id) {
             self.handles.leave(h, id);
         }
+        self.take_back(id, false);
     }
 
-    /// The worker is gone: every connection it had not claimed goes to
-    /// another worker of the same server, or is closed if none is left. One
-    /// it claimed but had not yet acknowledged (workers acknowledge in
-    /// batches) may already have been read, so it is closed, not re-routed:
-    /// the same fate as the connections it had acknowledged.
+    /// The worker is gone: every connection it had not read goes to another
+    /// worker of the same server, or is closed if none is left.
     fn drop_link(&mut self, id: u32) {
         for h in self.handles.ids_of(id) {
             self.handles.leave(h, id);
         }
-        let Some(link) = self.links.remove(&id) else {
-            return;
-        };
-        for (seq, inflight) in link.inflight {
-            if !link.board.revoke(inflight.slot, seq) {
-                continue;
-            }
-            self.requeue(
-                inflight.handle,
-                Queued {
-                    fd: inflight.fd,
-                    refused_by: inflight.refused_by,
-                },
-            );
-        }
+        self.take_back(id, false);
+        self.links.remove(&id);
     }
 
     fn flush_link(&mut self, id: u32) {
@@ -467,7 +532,7 @@ impl Reactor {
         if !peer_gone(&error) {
             (self.sink)(Event::WorkerError {
                 id,
-                error: error.into(),
+                error: Error::os("sendmsg", error),
             });
         }
         self.drop_link(id);
@@ -487,7 +552,7 @@ impl Reactor {
     }
 
     /// Hands out queued connections, then accepts new ones while some worker
-    /// has room, and sends each worker its batch in one `sendmsg`.
+    /// has room, and sends each worker its batch in one `sendmmsg`.
     fn dispatch(&mut self, id: u32) {
         let window = self.config.window;
         let Some(h) = self.handles.map.get_mut(&id) else {
@@ -499,18 +564,21 @@ impl Reactor {
         let links = &mut self.links;
         let touched = &mut self.touched;
         let round_sent = &mut self.round_sent;
-        let now = Instant::now();
-        let mut assign = |links: &mut HashMap<u32, Link>, w: u32, fd, refused_by, seq: &mut u32| {
-            *seq = seq.wrapping_add(1);
+        let mut assign = |links: &mut HashMap<u32, Link>, w: u32, q: Queued| {
             *round_sent += 1;
-            let link = links.get_mut(&w).expect("picked workers have links");
-            link.assign(*seq, id, fd, refused_by, now);
+            links
+                .get_mut(&w)
+                .expect("picked workers have links")
+                .batch
+                .push((id, q));
             if !touched.contains(&w) {
                 touched.push(w);
             }
         };
         while let Some(q) = rr.queue.pop_front() {
+            // Every worker refused it: closed, rather than passed around forever.
             if h.workers.iter().all(|w| q.refused_by.contains(w)) {
+                self.refusals.remove(&q.seq);
                 continue;
             }
             let pick = rr.pick(&h.workers, |w| {
@@ -520,7 +588,7 @@ impl Reactor {
                 rr.queue.push_front(q);
                 break;
             };
-            assign(links, w, q.fd, q.refused_by, &mut self.next_seq);
+            assign(links, w, q);
         }
         if rr.queue.is_empty() && rr.paused_until.is_none_or(|t| t <= Instant::now()) {
             rr.paused_until = None;
@@ -534,7 +602,14 @@ impl Reactor {
                         let w = rr
                             .pick(&h.workers, |w| links.get(&w).is_some_and(|l| l.has_room(window)))
                             .expect("a worker with room exists");
-                        assign(links, w, fd, Vec::new(), &mut self.next_seq);
+                        self.next_seq = self.next_seq.wrapping_add(1);
+                        let q = Queued {
+                            fd,
+                            seq: self.next_seq,
+                            refused_by: Vec::new(),
+                            accepted_ns: monotonic_ns(),
+                        };
+                        assign(links, w, q);
                     }
                     Ok(Accepted::Drained) => break,
                     Ok(Accepted::OutOfFds) => {
@@ -554,24 +629,17 @@ impl Reactor {
 
     fn flush_touched(&mut self) {
         let touched = std::mem::take(&mut self.touched);
+        let now = Instant::now();
         for &w in &touched {
             let Some(link) = self.links.get_mut(&w) else {
                 continue;
             };
-            match link.flush_batch(&mut self.scratch, &mut self.fd_scratch) {
-                Ok(Flushed::All) => {}
-                Ok(Flushed::Blocked(back)) => {
-                    for (c, inflight) in back {
-                        self.requeue(
-                            c.handle,
-                            Queued {
-                                fd: inflight.fd,
-                                refused_by: inflight.refused_by,
-                            },
-                        );
-                    }
-                }
-                Err(e) => self.fail_link(w, e),
+            let (unsent, failed) = link.flush_batch(&mut self.batch, now);
+            for (handle, q) in unsent {
+                self.push_queued(handle, q);
+            }
+            if let Some(e) = failed {
+                self.fail_link(w, e);
             }
         }
         self.touched = touched;

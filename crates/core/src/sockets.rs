@@ -127,10 +127,9 @@ pub fn dup_fd(fd: i32) -> io::Result<OwnedFd> {
     if fd < 0 {
         return Err(io::Error::from_raw_os_error(libc::EBADF));
     }
-    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
-    if dup < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // An fd of the app's that may not be open: fcntl then fails with EBADF.
+    let dup = syscall!(fcntl(fd, libc::F_DUPFD_CLOEXEC, 3))?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(dup) })
 }
 

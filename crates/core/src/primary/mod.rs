@@ -18,12 +18,15 @@ pub use handles::Policy;
 
 use crate::error::Error;
 
-/// How many connections a worker may hold unacknowledged. Node uses 1, which
-/// costs a round trip per connection. The primary rests between rounds under
-/// load (`reactor.rs`), so the window must hold a round's worth of
-/// connections per worker; a stalled worker does not keep them, as it claims
-/// only what it is about to serve and the rest is revoked.
+/// How many connections may wait unread in a worker's hand-off queue. Node
+/// hands over one at a time, which costs a round trip per connection. The
+/// primary rests between rounds under load (`reactor.rs`), so the window must
+/// hold a round's worth of connections per worker; a stalled worker does not
+/// keep them, as the primary takes back whatever it has not read.
 pub const DEFAULT_WINDOW: usize = 32;
+
+/// The largest window: well within what a hand-off socket's send buffer holds.
+pub const MAX_WINDOW: usize = 64;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Config {

@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use nix::errno::Errno;
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
-use crate::protocol::{Decoder, MAX_BATCH};
+use crate::protocol::Decoder;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 const SEND_FLAGS: MsgFlags = MsgFlags::MSG_NOSIGNAL;
@@ -28,24 +28,28 @@ const RECV_FLAGS: MsgFlags = MsgFlags::empty();
 pub fn pair() -> io::Result<(OwnedFd, OwnedFd)> {
     let (a, b) = std::os::unix::net::UnixStream::pair()?;
     let (a, b): (OwnedFd, OwnedFd) = (a.into(), b.into());
-    no_sigpipe(a.as_fd())?;
-    no_sigpipe(b.as_fd())?;
+    no_sigpipe(a.as_raw_fd())?;
+    no_sigpipe(b.as_raw_fd())?;
     Ok((a, b))
 }
 
 #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
-fn no_sigpipe(fd: BorrowedFd) -> io::Result<()> {
+pub(crate) fn no_sigpipe(fd: RawFd) -> io::Result<()> {
     use nix::sys::socket::{setsockopt, sockopt::NoSigPipe};
+    // SAFETY: callers pass an fd they own for the duration of the call.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
     setsockopt(&fd, NoSigPipe, &true).map_err(io::Error::from)
 }
 
+/// Here `MSG_NOSIGNAL` on every send does the job.
 #[cfg(not(any(target_os = "macos", target_os = "ios", target_os = "freebsd")))]
-fn no_sigpipe(_fd: BorrowedFd) -> io::Result<()> {
+pub(crate) fn no_sigpipe(_fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
 pub fn set_cloexec(fd: RawFd) -> io::Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    // SAFETY: callers pass an fd that stays open for the duration of the call.
     let fd = unsafe { BorrowedFd::borrow_raw(fd) };
     fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
     Ok(())
@@ -53,6 +57,7 @@ pub fn set_cloexec(fd: RawFd) -> io::Result<()> {
 
 pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    // SAFETY: callers pass an fd that stays open for the duration of the call.
     let fd = unsafe { BorrowedFd::borrow_raw(fd) };
     let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
     fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
@@ -79,7 +84,7 @@ impl Channel {
     pub fn new(fd: OwnedFd) -> io::Result<Channel> {
         set_cloexec(fd.as_raw_fd())?;
         set_nonblocking(fd.as_raw_fd())?;
-        no_sigpipe(fd.as_fd())?;
+        no_sigpipe(fd.as_raw_fd())?;
         Ok(Channel {
             fd,
             rbuf: vec![0u8; 64 * 1024].into_boxed_slice(),
@@ -145,23 +150,24 @@ impl Channel {
             iov_base: self.rbuf.as_mut_ptr() as *mut libc::c_void,
             iov_len: self.rbuf.len(),
         };
+        // SAFETY: msghdr is plain data; all-zero is valid.
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
         msg.msg_control = cmsg.as_mut_ptr() as *mut libc::c_void;
         msg.msg_controllen = std::mem::size_of_val(&cmsg) as _;
         let bytes = loop {
-            let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, RECV_FLAGS.bits()) };
-            if n >= 0 {
-                break n as usize;
-            }
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) => return Ok(Received::WouldBlock),
-                _ => return Err(e),
+            // SAFETY: `msg` points at `iov` (our buffer) and `cmsg`, both alive here.
+            match syscall!(recvmsg(self.fd.as_raw_fd(), &mut msg, RECV_FLAGS.bits())) {
+                Ok(n) => break n as usize,
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    Some(libc::EAGAIN) => return Ok(Received::WouldBlock),
+                    _ => return Err(e),
+                },
             }
         };
+        // SAFETY: recvmsg succeeded and `cmsg` is alive.
         let fds = unsafe { take_rights(&msg) };
         if !cfg!(any(target_os = "linux", target_os = "android")) {
             for fd in &fds {
@@ -178,13 +184,15 @@ impl Channel {
     }
 }
 
-const CMSG_WORDS: usize = (MAX_BATCH + 8) * std::mem::size_of::<RawFd>() / 8 + 4;
+/// Room for a few fds: no control frame carries more than two, and a message
+/// with more than fit is reported as truncated (then refused).
+const CMSG_WORDS: usize = 8;
 
 /// Every SCM_RIGHTS fd in a received message, owned.
 ///
 /// # Safety
 /// `msg` must come from a successful `recvmsg` whose control buffer is alive.
-unsafe fn take_rights(msg: &libc::msghdr) -> Vec<OwnedFd> {
+pub(crate) unsafe fn take_rights(msg: &libc::msghdr) -> Vec<OwnedFd> {
     let mut fds = Vec::new();
     let mut c = libc::CMSG_FIRSTHDR(msg);
     while !c.is_null() {
@@ -209,9 +217,10 @@ impl AsFd for Channel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{encode_close, encode_new_conns, Conn, Frame};
+    use crate::protocol::{encode_close, encode_setup, Frame};
 
     fn is_cloexec(fd: RawFd) -> bool {
+        // SAFETY: F_GETFD only reads the fd's flags.
         let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
         flags & libc::FD_CLOEXEC != 0
     }
@@ -220,31 +229,16 @@ mod tests {
     fn passes_fds_and_marks_them_cloexec() {
         let (a, b) = pair().unwrap();
         let (a, mut b) = (Channel::new(a).unwrap(), Channel::new(b).unwrap());
-        let (x, _y) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (x, y) = std::os::unix::net::UnixStream::pair().unwrap();
         let mut out = Vec::new();
-        encode_new_conns(
-            &mut out,
-            &[Conn {
-                handle: 3,
-                seq: 1,
-                slot: 0,
-            }],
-        );
+        encode_setup(&mut out);
         encode_close(&mut out, 3);
-        assert_eq!(a.send(&out, &[x.as_raw_fd()]).unwrap(), out.len());
+        assert_eq!(a.send(&out, &[x.as_raw_fd(), y.as_raw_fd()]).unwrap(), out.len());
         let mut dec = Decoder::default();
         assert!(matches!(b.recv(&mut dec).unwrap(), Received::Data { drained: false }));
         match dec.next_frame().unwrap() {
-            Some(Frame::NewConn(c)) => {
-                assert_eq!(
-                    c[0].0,
-                    Conn {
-                        handle: 3,
-                        seq: 1,
-                        slot: 0
-                    }
-                );
-                assert!(is_cloexec(c[0].1.as_ref().unwrap().as_raw_fd()));
+            Some(Frame::Setup { page, handoff }) => {
+                assert!(is_cloexec(page.as_raw_fd()) && is_cloexec(handoff.as_raw_fd()));
             }
             other => panic!("{other:?}"),
         }

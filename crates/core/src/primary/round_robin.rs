@@ -1,16 +1,20 @@
 //! A round-robin handle: the primary listens and accepts, and every accepted
-//! connection goes to one worker over its control channel.
+//! connection goes to one worker over its hand-off channel.
 
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::Instant;
 
-/// A connection waiting in the primary: not yet sent, or sent and refused.
+/// A connection waiting in the primary: not yet sent, or given back.
 pub struct Queued {
     pub fd: OwnedFd,
+    /// The primary's number for it, so a refusal can be remembered.
+    pub seq: u32,
     /// Workers that already refused it; it is never offered to them again.
     pub refused_by: Vec<u32>,
+    /// When it was accepted (`CLOCK_MONOTONIC`, ns).
+    pub accepted_ns: u64,
 }
 
 pub enum Accepted {
@@ -43,7 +47,7 @@ impl RoundRobin {
 
     /// The next worker in rotation that `eligible` accepts. Rotation is strict
     /// so shares stay even; a worker that is skipped (window full) keeps its
-    /// place and is first in line once it acknowledges.
+    /// place and is first in line once it has room.
     pub fn pick(&mut self, workers: &[u32], mut eligible: impl FnMut(u32) -> bool) -> Option<u32> {
         let n = workers.len();
         for i in 0..n {
@@ -79,19 +83,22 @@ impl RoundRobin {
 
 #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
 fn accept_cloexec(fd: i32) -> io::Result<OwnedFd> {
-    let r = unsafe { libc::accept4(fd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // SAFETY: null address pointers are allowed (the peer's address is not wanted).
+    let r = syscall!(accept4(
+        fd,
+        std::ptr::null_mut(),
+        std::ptr::null_mut(),
+        libc::SOCK_CLOEXEC
+    ))?;
+    // SAFETY: accept4 returned a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(r) })
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
 fn accept_cloexec(fd: i32) -> io::Result<OwnedFd> {
-    let r = unsafe { libc::accept(fd, std::ptr::null_mut(), std::ptr::null_mut()) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // SAFETY: null address pointers are allowed (the peer's address is not wanted).
+    let r = syscall!(accept(fd, std::ptr::null_mut(), std::ptr::null_mut()))?;
+    // SAFETY: accept returned a new fd that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(r) };
     crate::channel::set_cloexec(fd.as_raw_fd())?;
     Ok(fd)

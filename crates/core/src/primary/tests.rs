@@ -1,23 +1,23 @@
 //! The reactor driven by fake workers over real socketpairs and real TCP
-//! clients on 127.0.0.1: routing, acknowledgement, refusal and death.
+//! clients on 127.0.0.1: routing, the window, refusal, stalls and death.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::board::Board;
 use crate::channel::{pair, Channel, Received};
-use crate::protocol::{
-    encode_acks, encode_close, encode_hello, encode_query, Ack, Conn, Decoder, Frame, Outcome, Query,
-};
+use crate::handoff::{self, Received as Got};
+use crate::page::Page;
+use crate::protocol::{encode_close, encode_hello, encode_query, Decoder, Frame, Handoff, Query, Returned};
 
 struct FakeWorker {
     chan: Channel,
     dec: Decoder,
-    board: Option<Board>,
+    page: Option<Page>,
+    handoff: Option<OwnedFd>,
 }
 
 impl FakeWorker {
@@ -27,7 +27,8 @@ impl FakeWorker {
         let w = FakeWorker {
             chan: Channel::new(theirs).unwrap(),
             dec: Decoder::default(),
-            board: None,
+            page: None,
+            handoff: None,
         };
         let mut out = Vec::new();
         encode_hello(&mut out);
@@ -49,12 +50,15 @@ impl FakeWorker {
         self.send(&out);
     }
 
-    /// The next frame but the claim board (kept), waiting up to 5 s.
+    /// The next control frame but the setup (kept), waiting up to 5 s.
     fn next(&mut self) -> Frame {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             match self.dec.next_frame().unwrap() {
-                Some(Frame::Board(fd)) => self.board = Some(Board::map(fd).unwrap()),
+                Some(Frame::Setup { page, handoff }) => {
+                    self.page = Some(Page::map(page).unwrap());
+                    self.handoff = Some(handoff);
+                }
                 Some(f) => return f,
                 None => {}
             }
@@ -69,67 +73,57 @@ impl FakeWorker {
         }
     }
 
-    /// Gathers `n` connections, acknowledging each with `accept`.
-    fn take_conns(&mut self, n: usize, accept: bool) -> Vec<(u32, OwnedFd)> {
-        let mut got = Vec::new();
-        while got.len() < n {
-            match self.next() {
-                Frame::NewConn(conns) => {
-                    let board = self.board.as_ref().expect("the board comes first");
-                    let conns: Vec<_> = conns.into_iter().filter(|(c, _)| board.claim(c.slot, c.seq)).collect();
-                    let mut out = Vec::new();
-                    encode_acks(
-                        &mut out,
-                        conns.iter().map(|(c, _)| Ack {
-                            seq: c.seq,
-                            outcome: if accept { Outcome::Accepted } else { Outcome::Refused },
-                        }),
-                    );
-                    self.send(&out);
-                    got.extend(
-                        conns
-                            .into_iter()
-                            .map(|(c, fd)| (c.handle, fd.expect("room for every fd"))),
-                    );
-                }
-                other => panic!("expected connections, got {other:?}"),
-            }
-        }
-        got
-    }
-
-    /// Reads for `period`, claiming and acknowledging nothing.
-    fn receive_for(&mut self, period: Duration) -> Vec<(Conn, Option<OwnedFd>)> {
-        let deadline = Instant::now() + period;
-        let mut got = Vec::new();
-        while Instant::now() < deadline {
-            let _ = self.chan.recv(&mut self.dec);
-            while let Ok(Some(frame)) = self.dec.next_frame() {
-                match frame {
-                    Frame::Board(fd) => self.board = Some(Board::map(fd).unwrap()),
-                    Frame::NewConn(conns) => got.extend(conns),
-                    _ => {}
-                }
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        got
-    }
-
-    /// Reads for `period` without acknowledging: the connections this worker
-    /// managed to claim, and how many it found revoked.
-    fn hold_for(&mut self, period: Duration) -> (Vec<(Conn, Option<OwnedFd>)>, usize) {
-        let got = self.receive_for(period);
-        let board = self.board.as_ref().expect("the board comes first");
-        let (held, revoked): (Vec<_>, Vec<_>) = got.into_iter().partition(|(c, _)| board.claim(c.slot, c.seq));
-        (held, revoked.len())
-    }
-
     fn reply(&mut self) -> crate::protocol::Reply {
         match self.next() {
             Frame::Reply { reply, .. } => reply,
             other => panic!("expected a reply, got {other:?}"),
         }
+    }
+
+    /// Reads one connection if one is queued, counting it as a worker does,
+    /// and turns the loop.
+    fn read_one(&self) -> Option<(Handoff, OwnedFd)> {
+        let page = self.page.as_ref().expect("setup comes first");
+        page.turned();
+        match handoff::recv_one(self.handoff.as_ref().unwrap().as_fd()).unwrap() {
+            Got::Conn(h, fd) => {
+                page.took_one();
+                Some((h, fd))
+            }
+            _ => None,
+        }
+    }
+
+    /// Reads `n` connections, waiting up to 5 s.
+    fn take_conns(&self, n: usize) -> Vec<(Handoff, OwnedFd)> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut got = Vec::new();
+        while got.len() < n {
+            match self.read_one() {
+                Some(c) => got.push(c),
+                None => {
+                    assert!(Instant::now() < deadline, "got {} of {n} connections", got.len());
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
+        got
+    }
+
+    /// Gives a connection back to the primary.
+    fn give_back(&self, (record, fd): (Handoff, OwnedFd), why: Returned) {
+        let record = Handoff {
+            returned: why,
+            ..record
+        };
+        assert!(handoff::send_one(self.handoff.as_ref().unwrap().as_fd(), &record, fd.as_raw_fd()).unwrap());
+    }
+
+    /// How many connections wait unread in this worker's queue after
+    /// `wait`; they are read (and counted) on the way.
+    fn unread_after(&self, wait: Duration) -> usize {
+        std::thread::sleep(wait);
+        std::iter::from_fn(|| self.read_one()).count()
     }
 }
 
@@ -214,8 +208,11 @@ fn round_robin_spreads_connections_evenly() {
         "first worker's data is shared"
     );
     let clients: Vec<_> = (0..10).map(|i| client(port, i)).collect();
-    let got_a = a.take_conns(5, true);
-    let got_b = b.take_conns(5, true);
+    let got_a = a.take_conns(5);
+    let got_b = b.take_conns(5);
+    assert!(got_a
+        .iter()
+        .all(|(h, _)| h.handle == ra.handle && h.returned == Returned::None));
     let mut tags: Vec<u8> = got_a.iter().chain(&got_b).map(|(_, fd)| read_tag(fd)).collect();
     tags.sort();
     assert_eq!(tags, (0..10).collect::<Vec<_>>());
@@ -224,66 +221,60 @@ fn round_robin_spreads_connections_evenly() {
 
 #[test]
 fn refused_connections_go_to_another_worker() {
-    let (_p, _events, mut a, mut b, port) = two_workers();
+    let (_p, _events, a, b, port) = two_workers();
     let _c1 = client(port, 7);
     let _c2 = client(port, 8);
-    let first_a = a.take_conns(1, false);
-    let first_b = b.take_conns(1, true);
-    let rerouted = b.take_conns(1, true);
-    assert_eq!(peer_port(&first_a[0].1), peer_port(&rerouted[0].1));
+    let mut first_a = a.take_conns(1);
+    let first_b = b.take_conns(1);
+    let refused_port = peer_port(&first_a[0].1);
+    a.give_back(first_a.pop().unwrap(), Returned::Refused);
+    let rerouted = b.take_conns(1);
+    assert_eq!(refused_port, peer_port(&rerouted[0].1));
     assert_ne!(peer_port(&first_b[0].1), peer_port(&rerouted[0].1));
 }
 
 #[test]
-fn a_dead_worker_loses_only_what_it_claimed() {
-    let (_p, _events, mut a, mut b, port) = two_workers();
+fn a_connection_every_worker_refuses_is_closed() {
+    let (_p, _events, a, b, port) = two_workers();
+    let mut c = client(port, 1);
+    let got = a.take_conns(1).pop().unwrap();
+    a.give_back(got, Returned::Refused);
+    let got = b.take_conns(1).pop().unwrap();
+    b.give_back(got, Returned::Refused);
+    assert_closed(&mut c);
+}
+
+#[test]
+fn a_dead_worker_loses_only_what_it_read() {
+    let (_p, _events, a, b, port) = two_workers();
     let mut clients: Vec<_> = (0..4).map(|i| client(port, i)).collect();
-    // a receives its two, claims one and dies without acknowledging either.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut got = Vec::new();
-    while got.len() < 2 {
-        assert!(Instant::now() < deadline, "a got {} connections", got.len());
-        got.extend(a.receive_for(Duration::from_millis(10)));
-    }
-    let (claimed, _) = &got[0];
-    assert!(a.board.as_ref().unwrap().claim(claimed.slot, claimed.seq));
-    let claimed_tag = read_tag(got[0].1.as_ref().unwrap());
-    drop(got);
+    // a reads one of its two and dies: the unread one goes to b.
+    let (_, fd) = a.take_conns(1).pop().unwrap();
+    let read_tag_a = read_tag(&fd);
+    drop(fd);
     drop(a);
-    // The one it claimed may have been read: it is closed, never re-routed.
-    let lost = &mut clients[claimed_tag as usize];
-    assert_closed(lost);
-    // The one it never claimed is still the primary's, and goes to b.
-    let served = b.take_conns(3, true);
+    assert_closed(&mut clients[read_tag_a as usize]);
+    let served = b.take_conns(3);
     let mut tags: Vec<u8> = served.iter().map(|(_, fd)| read_tag(fd)).collect();
-    tags.push(claimed_tag);
+    tags.push(read_tag_a);
     tags.sort();
     assert_eq!(tags, vec![0, 1, 2, 3]);
 }
 
 #[test]
-fn the_window_caps_unacknowledged_connections() {
+fn the_window_caps_unread_connections() {
     let (p, _events) = start(2);
     let mut a = FakeWorker::join(&p, 1);
     a.query("k", 0);
     let port = a.reply().sockname.unwrap().port;
     let _clients: Vec<_> = (0..4).map(|i| client(port, i)).collect();
-    let (held, revoked) = a.hold_for(Duration::from_millis(300));
     assert_eq!(
-        (held.len(), revoked),
-        (2, 0),
-        "only the window is handed out before any ack"
+        a.unread_after(Duration::from_millis(300)),
+        2,
+        "only the window is handed out"
     );
-    let mut out = Vec::new();
-    encode_acks(
-        &mut out,
-        held.iter().map(|(c, _)| Ack {
-            seq: c.seq,
-            outcome: Outcome::Accepted,
-        }),
-    );
-    a.send(&out);
-    assert_eq!(a.take_conns(2, true).len(), 2);
+    // unread_after read them (as a worker would): the other two follow.
+    assert_eq!(a.take_conns(2).len(), 2);
 }
 
 #[test]
@@ -321,7 +312,7 @@ fn garbage_cuts_off_only_the_sender() {
     match events.recv_timeout(Duration::from_secs(5)).unwrap() {
         Event::WorkerError { id, error } => {
             assert_eq!(id, 2);
-            assert_eq!(error.code(), "ERR_RS_CLUSTER_PROTOCOL");
+            assert!(matches!(error, crate::error::Error::Protocol(_)), "{error}");
         }
         Event::Fatal { error } => panic!("reactor failed: {error}"),
     }
@@ -338,68 +329,88 @@ fn garbage_cuts_off_only_the_sender() {
 }
 
 #[test]
+fn a_garbled_hand_off_message_cuts_off_only_the_sender() {
+    let (_p, events, a, b, port) = two_workers();
+    // A record with no fd on the hand-off channel.
+    let record = Handoff {
+        handle: 1,
+        seq: 1,
+        returned: Returned::Refused,
+        accepted_ns: 0,
+    }
+    .encode();
+    let raw = a.handoff.as_ref().unwrap().as_raw_fd();
+    // SAFETY: the buffer is alive for the call.
+    let sent = unsafe { libc::send(raw, record.as_ptr().cast(), record.len(), 0) };
+    assert_eq!(sent, record.len() as isize);
+    match events.recv_timeout(Duration::from_secs(5)).unwrap() {
+        Event::WorkerError { id, .. } => assert_eq!(id, 1),
+        Event::Fatal { error } => panic!("reactor failed: {error}"),
+    }
+    let _c = client(port, 3);
+    assert_eq!(read_tag(&b.take_conns(1)[0].1), 3);
+}
+
+#[test]
 fn every_fd_the_core_opens_is_cloexec() {
     let (p, _events) = start(8);
     let mut a = FakeWorker::join(&p, 1);
     a.query("k", 0);
     let port = a.reply().sockname.unwrap().port;
     let _c = client(port, 1);
-    let _held = a.take_conns(1, true);
+    let _held = a.take_conns(1);
     for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
         let fd: i32 = entry.unwrap().file_name().to_string_lossy().parse().unwrap();
+        // SAFETY: F_GETFD on any number is harmless; a closed one gives -1.
         let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-        // Only sockets are ours: the harness may inherit other fds (and the
-        // directory listing's own fd reads as closed by now).
+        // Only sockets and the page are ours: the harness may inherit other
+        // fds (and the directory listing's own fd reads as closed by now).
         let what = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default();
-        if flags >= 0 && what.to_string_lossy().starts_with("socket:") {
-            assert!(flags & libc::FD_CLOEXEC != 0, "fd {fd} ({what:?}) is not CLOEXEC");
+        let what = what.to_string_lossy();
+        if flags >= 0 && (what.starts_with("socket:") || what.contains("rs-cluster-page")) {
+            assert!(flags & libc::FD_CLOEXEC != 0, "fd {fd} ({what}) is not CLOEXEC");
         }
     }
 }
 
 #[test]
 fn a_stalled_worker_loses_the_connections_it_never_read() {
-    let (_p, _events, mut a, mut b, port) = two_workers();
-    // a stops reading: whatever was sent to it is revoked and served by b.
+    let (_p, _events, a, b, port) = two_workers();
+    // a reads nothing: what was sent to it is taken back and served by b.
     let _clients: Vec<_> = (0..6).map(|i| client(port, i)).collect();
-    let got = b.take_conns(6, true);
+    let got = b.take_conns(6);
     let mut tags: Vec<u8> = got.iter().map(|(_, fd)| read_tag(fd)).collect();
     tags.sort();
     assert_eq!(tags, (0..6).collect::<Vec<_>>());
-    // When a wakes up, its stale copies fail to claim: nothing is served twice.
-    let (held, revoked) = a.hold_for(Duration::from_millis(300));
-    assert!(held.is_empty() && revoked > 0, "held {}, revoked {revoked}", held.len());
+    // Nothing is left in a's queue: nothing can be served twice.
+    assert_eq!(a.unread_after(Duration::ZERO), 0);
+    // Once its loop turns again, a gets its share again.
+    a.page.as_ref().unwrap().turned();
+    std::thread::sleep(Duration::from_millis(20));
+    let _more: Vec<_> = (10..14).map(|i| client(port, i)).collect();
+    let back = a.take_conns(2);
+    assert!(back.iter().all(|(_, fd)| read_tag(fd) >= 10));
 }
 
 #[test]
-fn an_accepted_connection_is_released_once_the_primary_let_go() {
-    let (p, _events) = start(8);
-    let mut a = FakeWorker::join(&p, 1);
-    a.query("k", 0);
-    let port = a.reply().sockname.unwrap().port;
-    let mut c = client(port, 9);
-    let mut got = Vec::new();
-    while got.is_empty() {
-        got = a.receive_for(Duration::from_millis(10));
-    }
-    let (conn, fd) = got.pop().unwrap();
-    let board = a.board.as_ref().unwrap();
-    assert!(board.claim(conn.slot, conn.seq));
-    let mut out = Vec::new();
-    encode_acks(
-        &mut out,
-        std::iter::once(Ack {
-            seq: conn.seq,
-            outcome: Outcome::Accepted,
-        }),
-    );
-    a.send(&out);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while board.still_claimed(conn.slot, conn.seq) {
-        assert!(Instant::now() < deadline, "the slot was never released");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    // Released means the primary's copy is closed: ours was the last.
-    drop(fd);
-    assert_closed(&mut c);
+fn a_worker_short_of_fds_pauses_and_its_queue_goes_elsewhere() {
+    let (_p, _events, a, b, port) = two_workers();
+    let _clients: Vec<_> = (0..4).map(|i| client(port, i)).collect();
+    let one = a.take_conns(1).pop().unwrap();
+    a.give_back(one, Returned::OutOfFds);
+    let got = b.take_conns(4);
+    let mut tags: Vec<u8> = got.iter().map(|(_, fd)| read_tag(fd)).collect();
+    tags.sort();
+    assert_eq!(tags, vec![0, 1, 2, 3], "b serves all, including what a had unread");
+}
+
+#[test]
+fn a_disconnecting_worker_gets_nothing_new_and_its_queue_goes_elsewhere() {
+    let (p, _events, a, b, port) = two_workers();
+    let _clients: Vec<_> = (0..4).map(|i| client(port, i)).collect();
+    std::thread::sleep(Duration::from_millis(50));
+    p.send(Command::StopRouting { id: 1 });
+    let got = b.take_conns(4);
+    assert_eq!(got.len(), 4);
+    assert_eq!(a.unread_after(Duration::from_millis(50)), 0);
 }

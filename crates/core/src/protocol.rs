@@ -1,12 +1,16 @@
 //! The wire protocol on the private control channel between the primary and a worker.
 //!
-//! This file is the only place that knows the byte layout. A frame is
-//! `u32 LE body length | u8 kind | body`. The per-connection frames (`NewConn`,
-//! `Ack`) are fixed-size binary records so the primary's hot path never builds
-//! or parses JSON; the rare control frames (`Query`, `Reply`) carry JSON bodies
+//! This file is the only place that knows the byte layout, of both channels.
+//!
+//! The control channel (a stream) carries frames `u32 LE body length | u8 kind
+//! | body`: the rare control frames (`Query`, `Reply`) have JSON bodies
 //! described by the serde types below. File descriptors travel as SCM_RIGHTS
 //! on the same `sendmsg` as the frame that owns them; the decoder hands them
 //! out in order, so a frame never waits for fds that belong to a later one.
+//!
+//! Connections do not use it: each goes alone, as one fixed-size `Handoff`
+//! record with its fd, on the hand-off channel (`handoff.rs`), so the hot path
+//! never builds or parses a frame.
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
@@ -17,16 +21,13 @@ use crate::error::ProtocolError;
 
 /// Bumped whenever a frame's layout or meaning changes. A worker built from a
 /// different version is refused at `Hello` instead of being misunderstood.
-/// 2: acceptances are acknowledged in batches and the claim board is
-/// authoritative; the primary releases a claimed slot after closing its copy.
-pub const VERSION: u16 = 2;
+/// 3: connections travel on their own hand-off channel, one message each,
+/// with no acknowledgement; `Setup` replaces the claim board.
+pub const VERSION: u16 = 3;
 
 /// Largest body accepted. Control frames are small; anything bigger is hostile
 /// or garbled, and refusing it bounds the decoder's memory.
 pub const MAX_BODY: usize = 64 * 1024;
-
-/// Most fds one `NewConn` frame carries (one `sendmsg`).
-pub const MAX_BATCH: usize = 32;
 
 const HEADER: usize = 5;
 
@@ -36,10 +37,8 @@ enum Kind {
     Hello = 1,
     Query = 2,
     Reply = 3,
-    NewConn = 4,
-    Ack = 5,
     Close = 6,
-    Board = 7,
+    Setup = 8,
 }
 
 impl Kind {
@@ -48,10 +47,8 @@ impl Kind {
             1 => Kind::Hello,
             2 => Kind::Query,
             3 => Kind::Reply,
-            4 => Kind::NewConn,
-            5 => Kind::Ack,
             6 => Kind::Close,
-            7 => Kind::Board,
+            8 => Kind::Setup,
             _ => return None,
         })
     }
@@ -143,32 +140,58 @@ pub struct Reply {
     pub data: serde_json::Value,
 }
 
-/// A connection handed to a worker: which server it is for, the ticket the
-/// worker acknowledges it with, and its slot on the claim board (`board.rs`).
+/// One connection on the hand-off channel: which server it is for, its
+/// number (the primary's, to remember who refused it), and when the primary
+/// accepted it (`CLOCK_MONOTONIC`, ns). The same record goes back from a
+/// worker that cannot take it, with `returned` saying why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Conn {
+pub struct Handoff {
     pub handle: u32,
     pub seq: u32,
-    pub slot: u16,
+    pub returned: Returned,
+    pub accepted_ns: u64,
 }
 
-const CONN_BYTES: usize = 10;
-
-/// What a worker did with a connection it was sent.
+/// Why a worker gives a connection back (`None` on the way to it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Not taken (server closed, `maxConnections`, no fd room): route it elsewhere.
-    Refused = 0,
-    Accepted = 1,
-    /// Revoked by the primary before this worker read it (`board.rs`); the
-    /// answer only tells the primary the worker is reading again.
-    Revoked = 2,
+#[repr(u32)]
+pub enum Returned {
+    None = 0,
+    /// Its server is closed here, or at `maxConnections`: another worker serves it.
+    Refused = 1,
+    /// This worker is about to run out of fds: it takes no more for a while.
+    OutOfFds = 2,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ack {
-    pub seq: u32,
-    pub outcome: Outcome,
+pub const HANDOFF_BYTES: usize = 20;
+
+impl Handoff {
+    pub fn encode(&self) -> [u8; HANDOFF_BYTES] {
+        let mut b = [0u8; HANDOFF_BYTES];
+        b[0..4].copy_from_slice(&self.handle.to_le_bytes());
+        b[4..8].copy_from_slice(&self.seq.to_le_bytes());
+        b[8..12].copy_from_slice(&(self.returned as u32).to_le_bytes());
+        b[12..20].copy_from_slice(&self.accepted_ns.to_le_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Handoff, ProtocolError> {
+        if b.len() != HANDOFF_BYTES {
+            return Err(ProtocolError::BadBody("handoff"));
+        }
+        let returned = match u32_at(b, 8) {
+            0 => Returned::None,
+            1 => Returned::Refused,
+            2 => Returned::OutOfFds,
+            _ => return Err(ProtocolError::BadBody("handoff")),
+        };
+        Ok(Handoff {
+            handle: u32_at(b, 0),
+            seq: u32_at(b, 4),
+            returned,
+            accepted_ns: u64::from_le_bytes(b[12..20].try_into().expect("8 bytes")),
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -182,15 +205,15 @@ pub enum Frame {
         reply: Reply,
         fd: Option<OwnedFd>,
     },
-    /// A connection's fd is None when this process had no room for it: the
-    /// worker refuses it and the primary gives it to someone else.
-    NewConn(Vec<(Conn, Option<OwnedFd>)>),
-    Ack(Vec<Ack>),
     Close {
         handle: u32,
     },
-    /// The worker's claim board (shared memory), sent once before any connection.
-    Board(OwnedFd),
+    /// Sent once, before any connection: the page this worker shares with the
+    /// primary (`page.rs`) and its end of the hand-off channel (`handoff.rs`).
+    Setup {
+        page: OwnedFd,
+        handoff: OwnedFd,
+    },
 }
 
 fn header(out: &mut Vec<u8>, kind: Kind, body_len: usize) {
@@ -218,27 +241,9 @@ pub fn encode_reply(out: &mut Vec<u8>, r: &Reply) {
     json_frame(out, Kind::Reply, r);
 }
 
-/// One frame for a batch; the caller sends the batch's fds in the same order.
-pub fn encode_new_conns(out: &mut Vec<u8>, conns: &[Conn]) {
-    header(out, Kind::NewConn, conns.len() * CONN_BYTES);
-    for c in conns {
-        out.extend_from_slice(&c.handle.to_le_bytes());
-        out.extend_from_slice(&c.seq.to_le_bytes());
-        out.extend_from_slice(&c.slot.to_le_bytes());
-    }
-}
-
-/// The board's fd is sent alongside by the caller.
-pub fn encode_board(out: &mut Vec<u8>) {
-    header(out, Kind::Board, 0);
-}
-
-pub fn encode_acks(out: &mut Vec<u8>, acks: impl ExactSizeIterator<Item = Ack>) {
-    header(out, Kind::Ack, acks.len() * 5);
-    for a in acks {
-        out.extend_from_slice(&a.seq.to_le_bytes());
-        out.push(a.outcome as u8);
-    }
+/// The page's and the hand-off channel's fds are sent alongside, in that order.
+pub fn encode_setup(out: &mut Vec<u8>) {
+    header(out, Kind::Setup, 0);
 }
 
 pub fn encode_close(out: &mut Vec<u8>, handle: u32) {
@@ -356,46 +361,15 @@ impl Decoder {
                 };
                 Ok(Frame::Reply { reply, fd })
             }
-            Kind::NewConn => {
-                if body.is_empty() || !body.len().is_multiple_of(CONN_BYTES) || body.len() / CONN_BYTES > MAX_BATCH {
-                    return Err(ProtocolError::BadBody("newconn"));
-                }
-                let n = body.len() / CONN_BYTES;
-                let fds = self.take_fds(n)?;
-                let conns = (0..n).map(|i| {
-                    let at = i * CONN_BYTES;
-                    Conn {
-                        handle: u32_at(body, at),
-                        seq: u32_at(body, at + 4),
-                        slot: u16::from_le_bytes([body[at + 8], body[at + 9]]),
-                    }
-                });
-                Ok(Frame::NewConn(conns.zip(fds).collect()))
-            }
-            Kind::Ack => {
-                if body.is_empty() || !body.len().is_multiple_of(5) {
-                    return Err(ProtocolError::BadBody("ack"));
-                }
-                let acks = body.chunks_exact(5).map(|c| {
-                    let outcome = match c[4] {
-                        0 => Outcome::Refused,
-                        1 => Outcome::Accepted,
-                        2 => Outcome::Revoked,
-                        _ => return Err(ProtocolError::BadBody("ack")),
-                    };
-                    Ok(Ack {
-                        seq: u32_at(c, 0),
-                        outcome,
-                    })
-                });
-                Ok(Frame::Ack(acks.collect::<Result<_, _>>()?))
-            }
-            Kind::Board => {
+            Kind::Setup => {
                 if !body.is_empty() {
-                    return Err(ProtocolError::BadBody("board"));
+                    return Err(ProtocolError::BadBody("setup"));
                 }
-                let fd = self.take_fds(1)?.pop().flatten();
-                Ok(Frame::Board(fd.ok_or(ProtocolError::MissingFds)?))
+                let mut fds = self.take_fds(2)?.into_iter();
+                match (fds.next().flatten(), fds.next().flatten()) {
+                    (Some(page), Some(handoff)) => Ok(Frame::Setup { page, handoff }),
+                    _ => Err(ProtocolError::MissingFds),
+                }
             }
             Kind::Close => {
                 if body.len() != 4 {
@@ -428,38 +402,12 @@ mod tests {
         let mut out = Vec::new();
         encode_hello(&mut out);
         encode_query(&mut out, &query());
-        encode_new_conns(
-            &mut out,
-            &[
-                Conn {
-                    handle: 1,
-                    seq: 2,
-                    slot: 0,
-                },
-                Conn {
-                    handle: 1,
-                    seq: 3,
-                    slot: 1,
-                },
-            ],
-        );
-        encode_acks(
-            &mut out,
-            [
-                Ack {
-                    seq: 2,
-                    outcome: Outcome::Accepted,
-                },
-                Ack {
-                    seq: 3,
-                    outcome: Outcome::Refused,
-                },
-            ]
-            .into_iter(),
-        );
+        encode_setup(&mut out);
         encode_close(&mut out, 9);
         let mut d = Decoder::default();
-        d.push(&out, [fd(), fd()], false);
+        let (page, handoff) = (fd(), fd());
+        let raws = (page.as_raw_fd(), handoff.as_raw_fd());
+        d.push(&out, [page, handoff], false);
         assert!(matches!(
             d.next_frame().unwrap(),
             Some(Frame::Hello { version: VERSION })
@@ -469,31 +417,36 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match d.next_frame().unwrap() {
-            Some(Frame::NewConn(c)) => {
-                assert_eq!(c.len(), 2);
-                assert_eq!(
-                    c[1].0,
-                    Conn {
-                        handle: 1,
-                        seq: 3,
-                        slot: 1
-                    }
-                );
-            }
-            other => panic!("{other:?}"),
-        }
-        match d.next_frame().unwrap() {
-            Some(Frame::Ack(a)) => assert_eq!(
-                a[1],
-                Ack {
-                    seq: 3,
-                    outcome: Outcome::Refused
-                }
-            ),
+            Some(Frame::Setup { page, handoff }) => assert_eq!((page.as_raw_fd(), handoff.as_raw_fd()), raws),
             other => panic!("{other:?}"),
         }
         assert!(matches!(d.next_frame().unwrap(), Some(Frame::Close { handle: 9 })));
         assert!(d.next_frame().unwrap().is_none());
+    }
+
+    #[test]
+    fn handoff_records_round_trip_and_refuse_garbage() {
+        let h = Handoff {
+            handle: 7,
+            seq: 3,
+            returned: Returned::OutOfFds,
+            accepted_ns: 0x0102_0304_0506_0708,
+        };
+        assert_eq!(Handoff::decode(&h.encode()).unwrap(), h);
+        let mut bad = h.encode();
+        bad[8] = 9;
+        assert!(Handoff::decode(&bad).is_err(), "unknown reason");
+        assert!(Handoff::decode(&h.encode()[..19]).is_err(), "short record");
+        assert!(Handoff::decode(&[0u8; 21]).is_err(), "long record");
+    }
+
+    #[test]
+    fn setup_without_both_fds_is_refused() {
+        let mut out = Vec::new();
+        encode_setup(&mut out);
+        let mut d = Decoder::default();
+        d.push(&out, [fd()], false);
+        assert!(d.next_frame().is_err());
     }
 
     #[test]
@@ -579,22 +532,7 @@ mod tests {
         let mut valid = Vec::new();
         encode_hello(&mut valid);
         encode_query(&mut valid, &query());
-        encode_new_conns(
-            &mut valid,
-            &[Conn {
-                handle: 1,
-                seq: 2,
-                slot: 0,
-            }],
-        );
-        encode_acks(
-            &mut valid,
-            [Ack {
-                seq: 2,
-                outcome: Outcome::Accepted,
-            }]
-            .into_iter(),
-        );
+        encode_setup(&mut valid);
         encode_close(&mut valid, 3);
         for round in 0..20_000 {
             let mut bytes = if round % 4 == 0 {
@@ -630,25 +568,12 @@ mod tests {
     }
 
     #[test]
-    fn fds_the_kernel_dropped_become_none_for_the_tail() {
+    fn fds_the_kernel_dropped_make_the_frame_fail() {
         let mut out = Vec::new();
-        let conns: Vec<Conn> = (0..3)
-            .map(|i| Conn {
-                handle: 1,
-                seq: i,
-                slot: i as u16,
-            })
-            .collect();
-        encode_new_conns(&mut out, &conns);
+        encode_setup(&mut out);
         let mut d = Decoder::default();
         d.push(&out, [fd()], true);
-        match d.next_frame().unwrap() {
-            Some(Frame::NewConn(c)) => {
-                let present: Vec<bool> = c.iter().map(|(_, f)| f.is_some()).collect();
-                assert_eq!(present, vec![true, false, false]);
-            }
-            other => panic!("{other:?}"),
-        }
+        assert!(matches!(d.next_frame(), Err(ProtocolError::MissingFds)));
     }
 
     #[test]

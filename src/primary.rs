@@ -1,0 +1,164 @@
+//! The primary's reactor thread as a JS class, and the small fd helpers the
+//! JS shim needs. Its event callback is weak: it never keeps the primary
+//! alive (the workers' IPC channels do that, as in Node).
+
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::sync::Arc;
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode, UnknownReturnValue};
+use napi_derive::napi;
+use rs_cluster_core::error::{Context, Error};
+use rs_cluster_core::primary::{Command, Config, Event, Policy, Primary, DEFAULT_WINDOW};
+
+use crate::errors::{describe, invalid_arg, to_js};
+
+fn take_fd(env: &Env, fd: i32) -> Result<OwnedFd> {
+    if fd < 0 {
+        return Err(invalid_arg(env, "fd", fd));
+    }
+    // SAFETY: JS hands over an fd it owns and will not use again.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A new control channel: `[primaryEnd, workerEnd]`, both CLOEXEC.
+#[napi(catch_unwind)]
+pub fn control_pair(env: Env) -> Result<Vec<i32>> {
+    let (a, b) = rs_cluster_core::channel::pair()
+        .during("socketpair")
+        .map_err(|e| to_js(&env, &e))?;
+    Ok(vec![a.into_raw_fd(), b.into_raw_fd()])
+}
+
+#[napi(catch_unwind)]
+pub fn close_fd(env: Env, fd: i32) -> Result<()> {
+    drop(take_fd(&env, fd)?);
+    Ok(())
+}
+
+/// Makes an inherited fd (the worker's end of the channel) close-on-exec so
+/// the worker's own children never inherit it.
+#[napi(catch_unwind)]
+pub fn set_cloexec(env: Env, fd: i32) -> Result<()> {
+    rs_cluster_core::channel::set_cloexec(fd)
+        .during("fcntl")
+        .map_err(|e| to_js(&env, &e))
+}
+
+/// A fresh unbound socket of `kind` ('tcp' or 'pipe'), for learning Node's
+/// handle constructors.
+#[napi(catch_unwind)]
+pub fn probe_socket(env: Env, kind: String) -> Result<i32> {
+    if kind != "tcp" && kind != "pipe" {
+        return Err(invalid_arg(&env, "kind", kind));
+    }
+    rs_cluster_core::sockets::probe_socket(&kind)
+        .during("socket")
+        .map_err(|e| to_js(&env, &e))
+}
+
+#[napi(object)]
+pub struct PrimaryEvent {
+    pub kind: String,
+    pub worker_id: u32,
+    pub code: String,
+    pub message: String,
+    pub errno: Option<i32>,
+    pub syscall: Option<String>,
+}
+
+type EventFn = ThreadsafeFunction<PrimaryEvent, UnknownReturnValue, PrimaryEvent, Status, false, true>;
+
+#[napi]
+pub struct PrimaryReactor {
+    inner: Option<Primary>,
+}
+
+#[napi]
+impl PrimaryReactor {
+    /// `policy`: 1 = SCHED_NONE, 2 = SCHED_RR (Node's constants).
+    #[napi(constructor, catch_unwind)]
+    pub fn new(
+        env: Env,
+        policy: u32,
+        #[napi(ts_arg_type = "(event: PrimaryEvent) => void")] on_event: Function<PrimaryEvent, UnknownReturnValue>,
+    ) -> Result<Self> {
+        let tsfn: Arc<EventFn> = Arc::new(
+            on_event
+                .build_threadsafe_function::<PrimaryEvent>()
+                .callee_handled::<false>()
+                .weak::<true>()
+                .build()?,
+        );
+        let policy = if policy == 1 { Policy::None } else { Policy::RoundRobin };
+        let sink = Arc::new(move |e: Event| {
+            let (kind, worker_id, error) = match e {
+                Event::WorkerError { id, error } => ("workerError", id, error),
+                Event::Fatal { error } => ("fatal", 0, error),
+            };
+            let d = describe(&error);
+            let ev = PrimaryEvent {
+                kind: kind.into(),
+                worker_id,
+                code: d.code,
+                message: d.message,
+                errno: d.errno,
+                syscall: d.syscall,
+            };
+            tsfn.call(ev, ThreadsafeFunctionCallMode::NonBlocking);
+        });
+        let config = Config {
+            policy,
+            window: DEFAULT_WINDOW,
+        };
+        let primary = Primary::start(config, sink)
+            .during("socketpair")
+            .map_err(|e| to_js(&env, &e))?;
+        Ok(PrimaryReactor { inner: Some(primary) })
+    }
+
+    fn send(&self, env: &Env, c: Command) -> Result<()> {
+        match &self.inner {
+            Some(p) => {
+                p.send(c);
+                Ok(())
+            }
+            None => Err(to_js(env, &Error::Closed)),
+        }
+    }
+
+    /// Takes ownership of the primary's end of a worker's channel.
+    #[napi(catch_unwind)]
+    pub fn add_worker(&self, env: Env, id: u32, fd: i32) -> Result<()> {
+        let fd = take_fd(&env, fd)?;
+        self.send(&env, Command::AddWorker { id, fd })
+    }
+
+    #[napi(catch_unwind)]
+    pub fn stop_routing(&self, env: Env, id: u32) -> Result<()> {
+        self.send(&env, Command::StopRouting { id })
+    }
+
+    #[napi(catch_unwind)]
+    pub fn worker_exited(&self, env: Env, id: u32) -> Result<()> {
+        self.send(&env, Command::WorkerExited { id })
+    }
+
+    /// Connections that may wait unread in a worker's queue (default 32).
+    #[napi(catch_unwind)]
+    pub fn set_window(&self, env: Env, window: u32) -> Result<()> {
+        self.send(
+            &env,
+            Command::SetWindow {
+                window: window as usize,
+            },
+        )
+    }
+
+    #[napi(catch_unwind)]
+    pub fn close(&mut self) {
+        if let Some(mut p) = self.inner.take() {
+            p.shutdown();
+        }
+    }
+}
