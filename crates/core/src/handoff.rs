@@ -178,6 +178,58 @@ impl Batch {
     }
 }
 
+/// Closes `fds`, whose ownership the caller gives up, and empties it: one
+/// `close_range` per run of consecutive numbers where the kernel has it.
+/// The primary accepts a round's connections back to back and fds are
+/// numbered lowest-free-first, so a round's fds are mostly one run. Only fds
+/// in `fds` make a run, so no one else's fd is ever closed.
+pub fn close_all(fds: &mut Vec<RawFd>) {
+    fds.sort_unstable();
+    let mut i = 0;
+    while i < fds.len() {
+        let mut j = i;
+        while j + 1 < fds.len() && fds[j + 1] == fds[j] + 1 {
+            j += 1;
+        }
+        if j == i || !close_range(fds[i], fds[j]) {
+            for &fd in &fds[i..=j] {
+                // SAFETY: the caller gave up ownership of these fds to this call.
+                drop(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+        i = j + 1;
+    }
+    fds.clear();
+}
+
+/// `close_range(first, last)`; false where the kernel lacks it (Linux < 5.9).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn close_range(first: RawFd, last: RawFd) -> bool {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static MISSING: AtomicBool = AtomicBool::new(false);
+    if MISSING.load(Ordering::Relaxed) {
+        return false;
+    }
+    // Through syscall(2): older C libraries have no wrapper.
+    match syscall!(syscall(
+        libc::SYS_close_range,
+        first as libc::c_uint,
+        last as libc::c_uint,
+        0 as libc::c_uint
+    )) {
+        Ok(_) => true,
+        Err(_) => {
+            MISSING.store(true, Ordering::Relaxed);
+            false
+        }
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn close_range(_first: RawFd, _last: RawFd) -> bool {
+    false
+}
+
 /// Sends one connection (a worker giving one back). `Ok(false)` if the
 /// socket is full.
 pub fn send_one(to: BorrowedFd, record: &Handoff, fd: RawFd) -> io::Result<bool> {
@@ -249,7 +301,7 @@ mod tests {
     use super::*;
     use crate::protocol::Returned;
     use std::io::{Read, Write};
-    use std::os::fd::AsFd;
+    use std::os::fd::{AsFd, IntoRawFd};
     use std::os::unix::net::UnixStream;
 
     fn record(handle: u32) -> Handoff {
@@ -284,6 +336,32 @@ mod tests {
             }
         }
         assert!(matches!(recv_one(w.as_fd()).unwrap(), Received::Empty));
+    }
+
+    #[test]
+    fn closing_sent_fds_closes_those_and_no_other() {
+        // Twelve fds, numbered consecutively here (lowest free first).
+        let mut all: Vec<Option<OwnedFd>> = Vec::new();
+        for _ in 0..6 {
+            let (a, b) = UnixStream::pair().unwrap();
+            all.push(Some(a.into()));
+            all.push(Some(b.into()));
+        }
+        // A run of three, a lone one and a run of two, out of order.
+        let picked = [8, 0, 2, 5, 1, 7];
+        let mut fds: Vec<RawFd> = picked.iter().map(|&i| all[i].take().unwrap().into_raw_fd()).collect();
+        let raw = fds.clone();
+        close_all(&mut fds);
+        assert!(fds.is_empty());
+        let open = |fd: RawFd| {
+            // SAFETY: F_GETFD only reads flags; a closed fd gives -1.
+            unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+        };
+        assert!(raw.iter().all(|&fd| !open(fd)), "every sent fd is closed");
+        assert!(
+            all.iter().flatten().all(|fd| open(fd.as_raw_fd())),
+            "no other fd is closed"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::channel::Channel;
@@ -173,9 +173,14 @@ impl Link {
     }
 
     /// Sends this round's connections; what the socket did not take comes
-    /// back, with the error if it failed. The ones sent are closed here: the
-    /// message holds them open.
-    pub fn flush_batch(&mut self, scratch: &mut Batch, now: Instant) -> (Vec<(u32, Queued)>, Option<io::Error>) {
+    /// back, with the error if it failed. The fds of those sent go to
+    /// `to_close` (the messages hold the sockets open).
+    pub fn flush_batch(
+        &mut self,
+        scratch: &mut Batch,
+        to_close: &mut Vec<i32>,
+        now: Instant,
+    ) -> (Vec<(u32, Queued)>, Option<io::Error>) {
         if self.batch.is_empty() {
             return (Vec::new(), None);
         }
@@ -195,7 +200,7 @@ impl Link {
         };
         self.window.sent(sent, now);
         let rest = self.batch.split_off(sent);
-        self.batch.clear();
+        to_close.extend(self.batch.drain(..).map(|(_, q)| q.fd.into_raw_fd()));
         if !rest.is_empty() {
             self.handoff_full = true;
         }

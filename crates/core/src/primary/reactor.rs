@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::channel::{Channel, Received};
 use crate::error::{uv_errno, Context, Error, ProtocolError};
-use crate::handoff::Batch;
+use crate::handoff::{self, Batch};
 use crate::protocol::{encode_reply, Frame, Handoff, Query, Reply, Returned, VERSION};
 use crate::worker::FD_PAUSE;
 
@@ -83,6 +83,8 @@ pub struct Reactor {
     inbox: Arc<Inbox>,
     wake_rx: UnixStream,
     batch: Batch,
+    /// Fds of connections sent in this round, closed together after it.
+    sent_fds: Vec<i32>,
     touched: Vec<u32>,
     /// Workers that refused a connection, by its seq (see `REFUSALS_KEPT`).
     refusals: HashMap<u32, (Vec<u32>, Instant)>,
@@ -105,6 +107,7 @@ impl Reactor {
             inbox,
             wake_rx,
             batch: Batch::default(),
+            sent_fds: Vec::new(),
             touched: Vec::new(),
             refusals: HashMap::new(),
             rest_until: None,
@@ -634,7 +637,7 @@ impl Reactor {
             let Some(link) = self.links.get_mut(&w) else {
                 continue;
             };
-            let (unsent, failed) = link.flush_batch(&mut self.batch, now);
+            let (unsent, failed) = link.flush_batch(&mut self.batch, &mut self.sent_fds, now);
             for (handle, q) in unsent {
                 self.push_queued(handle, q);
             }
@@ -642,6 +645,7 @@ impl Reactor {
                 self.fail_link(w, e);
             }
         }
+        handoff::close_all(&mut self.sent_fds);
         self.touched = touched;
         self.touched.clear();
     }
