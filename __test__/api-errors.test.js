@@ -116,3 +116,16 @@ test('an invalid schedulingPolicy fails the first setupPrimary as an internal as
   assert.strictEqual(again.result, 'ok');
   assert.strictEqual(fork.result, 'ok');
 });
+
+test('fork() with no fd left returns a Worker whose process emits EMFILE, as node:cluster', { timeout: 20000 }, async () => {
+  const res = await runBoth('faults-fork-fds.js');
+  for (const impl of ['rs', 'node']) {
+    assert.deepStrictEqual(res[impl].exit, { code: 0, signal: null }, `${impl}: ${res[impl].stderr}`);
+  }
+  assert.deepStrictEqual(res.rs.events, res.node.events);
+  const error = res.rs.events.find((e) => e.event === 'worker:error');
+  assert.strictEqual(error.code, 'EMFILE');
+  assert.strictEqual(error.errno, -require('node:os').constants.errno.EMFILE);
+  assert.match(error.syscall, /^spawn /);
+  assert.ok(!res.rs.events.some((e) => e.event === 'thrown'), 'fork() does not throw');
+});

@@ -4,7 +4,7 @@
 // reactor (`PrimaryReactor`), which this file only feeds with workers.
 
 const EventEmitter = require('node:events');
-const { fork: forkProcess } = require('node:child_process');
+const { fork: forkProcess, ChildProcess } = require('node:child_process');
 const Worker = require('./worker');
 const messages = require('./messages');
 const { badPort, validatePort, internalAssertion } = require('./errors');
@@ -116,6 +116,8 @@ function getReactor() {
 function onReactorEvent(event) {
   const err = new Error(event.message);
   err.code = event.code;
+  if (event.errno != null) err.errno = event.errno;
+  if (event.syscall != null) err.syscall = event.syscall;
   if (event.kind === 'fatal') {
     if (cluster.listenerCount('error') > 0) cluster.emit('error', err);
     else process.emitWarning(`rs-cluster: ${event.message}`, { code: event.code });
@@ -199,11 +201,40 @@ function removeWorker(worker) {
   if (Object.keys(cluster.workers).length === 0) intercom.emit('disconnect');
 }
 
+// A fork that cannot even get its channel for want of fds fails as Node's
+// own spawn does then: the Worker is returned, and its process emits
+// 'error' (EMFILE or ENFILE, syscall `spawn <file>`) on the next tick, with
+// no 'exit'.
+function failedSpawn(err) {
+  const file = process.execPath;
+  const args = [...cluster.settings.execArgv, cluster.settings.exec, ...(cluster.settings.args || [])];
+  const child = new ChildProcess();
+  child.spawnfile = file;
+  child.spawnargs = [file, ...args];
+  const spawnErr = new Error(`spawn ${file} ${err.code}`);
+  Object.assign(spawnErr, { errno: err.errno, code: err.code, syscall: `spawn ${file}`, path: file, spawnargs: args });
+  process.nextTick(() => child.emit('error', spawnErr));
+  return child;
+}
+
+const OUT_OF_FDS = new Set(['EMFILE', 'ENFILE']);
+
 cluster.fork = function fork(env) {
   cluster.setupPrimary();
   const id = ++nextId;
-  const r = getReactor();
-  const [primaryEnd, workerEnd] = native.controlPair();
+  let r;
+  let primaryEnd;
+  let workerEnd;
+  try {
+    r = getReactor();
+    [primaryEnd, workerEnd] = native.controlPair();
+  } catch (err) {
+    if (!OUT_OF_FDS.has(err.code)) throw err;
+    const worker = new Worker({ id, process: failedSpawn(err) });
+    process.nextTick(() => cluster.emit('fork', worker));
+    cluster.workers[worker.id] = worker;
+    return worker;
+  }
   let child;
   try {
     child = createWorkerProcess(id, env, workerEnd);
