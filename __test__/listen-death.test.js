@@ -1,8 +1,7 @@
 'use strict';
 // A worker dies (SIGKILL) with connections queued for it and in flight to
-// it: with rs-cluster the primary still holds every connection the dead
-// worker never acknowledged and hands it to the other worker, so nothing is
-// lost. node:cluster is run beside it for comparison. When the last worker
+// it: with rs-cluster the primary reads back every connection the dead
+// worker never read and hands it to the other worker, so nothing is lost. node:cluster is run beside it for comparison. When the last worker
 // is gone the port is closed (connections refused) though the primary lives.
 
 const test = require('node:test');

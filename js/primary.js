@@ -104,7 +104,7 @@ function getReactor() {
   if (reactor === null) {
     // Anything but SCHED_RR shares handles, as node:cluster does.
     reactor = new native.PrimaryReactor(schedulingPolicy === SCHED_RR ? SCHED_RR : SCHED_NONE, onReactorEvent);
-    // Connections a worker may hold unacknowledged (README, "Tuning").
+    // Connections that may wait unread in a worker's queue (README, "Additions").
     const window = Number.parseInt(process.env[WINDOW_ENV], 10);
     if (window > 0) reactor.setWindow(window);
   }

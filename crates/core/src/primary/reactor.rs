@@ -25,7 +25,9 @@ use super::link::Link;
 use super::round_robin::{Accepted, Queued};
 use super::{Command, Config, Event, EventSink, Inbox};
 
-/// How long accepting pauses after the process ran out of fds.
+/// How long accepting pauses after the process ran out of fds: a listener
+/// stays readable then, so polling it again at once would spin; a short
+/// pause is not noticed by clients once fds free up.
 const OUT_OF_FDS_PAUSE: Duration = Duration::from_millis(20);
 
 /// After a round that handed out several connections, listeners are left

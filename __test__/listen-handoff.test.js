@@ -1,10 +1,9 @@
 'use strict';
-// How a round-robin connection reaches its worker: a worker claims a
-// connection once its client has sent something, or after a moment if the
-// client waits for the server to speak; it never strands new connections
-// while its event loop is blocked; and a connection the server drops is
-// seen closed by the client at once, although the primary kept a copy of it
-// until the worker answered. rs-cluster and node:cluster side by side.
+// How a round-robin connection reaches its worker: a server that speaks
+// first greets its clients promptly; a worker whose event loop is blocked
+// strands no new connection (the primary takes back what it has not read);
+// and a connection the server drops is seen closed by its client at once
+// (the primary holds no copy of it). rs-cluster and node:cluster side by side.
 const test = require('node:test');
 const assert = require('node:assert');
 const net = require('node:net');
@@ -92,6 +91,6 @@ test('a worker blocked for 2 s strands no new connection: the other worker serve
   report(t, 'requests sent while one worker is blocked', figures);
   for (const impl of IMPLS) assert.ok(figures[impl].served, `${impl}: every request is served`);
   const rs = figures.rs;
-  assert.ok(rs.slowest < 1300, `rs-cluster re-routes what the blocked worker had not claimed: ${rs.during}`);
+  assert.ok(rs.slowest < 1300, `rs-cluster re-routes what the blocked worker had not read: ${rs.during}`);
   assert.ok(rs.during.every((d) => !d.startsWith(`${rs.blocked} `)), `none served by the blocked worker: ${rs.during}`);
 });
