@@ -230,7 +230,16 @@ function onConnection() {
   if (!ok) return;
   const handle = handles.connection(entry.kind, conn[1]);
   conn[2] = 1;
+  handle.close = closeCounted;
   entry.handle.onconnection(0, handle);
+}
+
+// A connection's handle uncounts itself from the worker's live connections
+// (in the page the primary reads) when it closes, once.
+function closeCounted(...args) {
+  delete this.close;
+  if (channel !== null) channel.connectionClosed();
+  return this.close(...args);
 }
 
 function onChannel(hasConn, replies, error) {

@@ -155,6 +155,18 @@ impl PrimaryReactor {
         )
     }
 
+    /// A snapshot of the counters (`stats::Stats`, as JSON), taken on the
+    /// reactor thread; null if it does not answer within a second.
+    #[napi(catch_unwind)]
+    pub fn stats(&self, env: Env) -> Result<Option<String>> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        self.send(&env, Command::Stats { reply })?;
+        Ok(answer
+            .recv_timeout(std::time::Duration::from_secs(1))
+            .ok()
+            .and_then(|s| serde_json::to_string(&s).ok()))
+    }
+
     #[napi(catch_unwind)]
     pub fn close(&mut self) {
         if let Some(mut p) = self.inner.take() {

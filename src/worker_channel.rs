@@ -20,17 +20,15 @@ use napi_derive::napi;
 use rs_cluster_core::channel::{Channel, Received};
 use rs_cluster_core::error::{Context, Error, ProtocolError};
 use rs_cluster_core::handoff::{self, Received as Handed};
-use rs_cluster_core::page::Page;
+use rs_cluster_core::page::{monotonic_ns, Page};
 use rs_cluster_core::protocol::{encode_close, encode_hello, encode_query, Decoder, Frame, Handoff, Query, Returned};
-use rs_cluster_core::worker::{Intake, Step};
+use rs_cluster_core::worker::{Intake, Step, TURN_AT_LEAST_EVERY};
 
 use crate::errors::{invalid_arg, js_error, to_js};
 use crate::uv::{self, Uv};
 
-/// The loop turns at least this often (an unref'd timer), so that the
-/// primary, which watches the page's turn count, can tell an idle worker
-/// from a stalled one (`primary/link.rs`, STALL) well within its threshold.
-const TURN_AT_LEAST_EVERY_MS: u64 = 100;
+/// See `rs_cluster_core::worker::TURN_AT_LEAST_EVERY`.
+const TURN_AT_LEAST_EVERY_MS: u64 = TURN_AT_LEAST_EVERY.as_millis() as u64;
 
 fn napi_ok(s: sys::napi_status) -> Result<()> {
     if s != sys::Status::napi_ok {
@@ -56,10 +54,13 @@ struct Shell {
     control: uv::Handle,
     handoff_poll: Option<uv::Handle>,
     reading_handoff: bool,
-    /// Counts loop turns in the page.
+    /// Marks each loop turn in the page.
     check: uv::Handle,
-    /// Turns the loop when nothing else does, and resumes reading after a pause.
+    /// Turns the loop when nothing else does, measures how late it fires
+    /// (the loop's lag), and resumes reading after a pause.
     timer: uv::Handle,
+    /// When the timer should fire next (`CLOCK_MONOTONIC`, ns).
+    timer_due_ns: u64,
     callback: sys::napi_ref,
     async_ctx: sys::napi_async_context,
     /// Shared with JS: `[handle, fd, taken]` of the connection being handed
@@ -138,6 +139,7 @@ impl WorkerChannel {
             reading_handoff: false,
             check: uv::Handle::new(uv, uv::CHECK),
             timer: uv::Handle::new(uv, uv::TIMER),
+            timer_due_ns: monotonic_ns() + TURN_AT_LEAST_EVERY_MS * 1_000_000,
             callback: cb_ref,
             async_ctx,
             conn_ref,
@@ -177,6 +179,14 @@ impl WorkerChannel {
     #[napi(catch_unwind)]
     pub fn unref(&mut self) {
         self.shell.set_ref(false);
+    }
+
+    /// A connection a server took is closed (its handle's `close`).
+    #[napi(catch_unwind)]
+    pub fn connection_closed(&mut self) {
+        if let Some(page) = &self.shell.page {
+            page.closed();
+        }
     }
 
     /// Stops reading and closes both channels: the primary sees end of
@@ -491,7 +501,7 @@ unsafe extern "C" fn on_check(handle: *mut c_void) {
     unsafe {
         guarded(handle, |shell| {
             if let Some(page) = &(*shell).page {
-                page.turned();
+                page.turned(monotonic_ns());
             }
         })
     }
@@ -502,6 +512,11 @@ unsafe extern "C" fn on_timer(handle: *mut c_void) {
     unsafe {
         guarded(handle, |shell| {
             let s = &mut *shell;
+            let now = monotonic_ns();
+            if let Some(page) = &s.page {
+                page.lagged(now.saturating_sub(s.timer_due_ns));
+            }
+            s.timer_due_ns = now + TURN_AT_LEAST_EVERY_MS * 1_000_000;
             if !s.closed && !s.reading_handoff && s.intake.may_read(Instant::now()) {
                 if let Err(e) = s.read_handoff(true) {
                     finish(shell, e);
@@ -528,6 +543,9 @@ unsafe fn hand_over(shell: *mut Shell, record: Handoff, fd: OwnedFd) {
         if *conn.add(2) == 1 {
             // The server in JS owns it now.
             let _ = fd.into_raw_fd();
+            if let Some(page) = &(*shell).page {
+                page.opened(monotonic_ns().saturating_sub(record.accepted_ns));
+            }
         } else {
             (*shell).give_back(record, Returned::Refused, fd);
         }

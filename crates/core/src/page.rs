@@ -4,20 +4,68 @@
 //! - `taken`: connections the worker has read off its hand-off channel. The
 //!   primary knows how many it sent, so the difference is how many wait in
 //!   the worker's queue, unread: that is the window, and how a stall shows.
-//! - `turns`: the worker's event-loop turns. A worker whose loop turns is
-//!   alive; one whose count stands still while connections wait is stalled.
+//! - `turn_ns`: when the worker's event loop last turned (`CLOCK_MONOTONIC`).
+//!   A loop that turns is alive; one that stands still while connections
+//!   wait is stalled. `lag_ns`: how late the worker's own timer last fired.
+//! - `active`: connections the worker's servers hold open.
+//! - `handoff`: a histogram of the time from accept in the primary to the
+//!   worker's `connection` event.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Upper bounds of the hand-off latency buckets, in ns; one more bucket
+/// (+Inf) follows. From 50 µs (a connection read on the very next loop
+/// turn) to 1 s (a worker busy for that long).
+pub const HANDOFF_BOUNDS_NS: [u64; 12] = [
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    100_000_000,
+    250_000_000,
+    1_000_000_000,
+];
+
+pub const HANDOFF_BUCKETS: usize = HANDOFF_BOUNDS_NS.len() + 1;
 
 #[repr(C)]
 struct Counters {
     taken: AtomicU64,
-    turns: AtomicU64,
+    turn_ns: AtomicU64,
+    lag_ns: AtomicU64,
+    active: AtomicI64,
+    handoff_sum_ns: AtomicU64,
+    handoff: [AtomicU64; HANDOFF_BUCKETS],
 }
 
 const BYTES: usize = std::mem::size_of::<Counters>();
+
+/// What the primary reads of a worker's page.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub taken: u64,
+    pub turn_ns: u64,
+    pub lag_ns: u64,
+    pub active: u64,
+    pub handoff_sum_ns: u64,
+    /// Per bucket, not cumulative.
+    pub handoff: [u64; HANDOFF_BUCKETS],
+}
+
+/// `CLOCK_MONOTONIC` in ns: the same clock in every process of the machine.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
 
 pub struct Page {
     ptr: *const Counters,
@@ -112,13 +160,54 @@ impl Page {
         self.counters().taken.load(Ordering::Acquire)
     }
 
-    /// Worker: its event loop turned.
-    pub fn turned(&self) {
-        self.counters().turns.fetch_add(1, Ordering::Relaxed);
+    /// Worker: its event loop turned, now.
+    pub fn turned(&self, now_ns: u64) {
+        self.counters().turn_ns.store(now_ns, Ordering::Relaxed);
     }
 
-    pub fn turns(&self) -> u64 {
-        self.counters().turns.load(Ordering::Relaxed)
+    pub fn turn_ns(&self) -> u64 {
+        self.counters().turn_ns.load(Ordering::Relaxed)
+    }
+
+    /// Worker: its timer fired this late.
+    pub fn lagged(&self, ns: u64) {
+        self.counters().lag_ns.store(ns, Ordering::Relaxed);
+    }
+
+    /// Worker: a server took a connection, `latency_ns` after the primary
+    /// accepted it.
+    pub fn opened(&self, latency_ns: u64) {
+        let c = self.counters();
+        c.active.fetch_add(1, Ordering::Relaxed);
+        c.handoff_sum_ns.fetch_add(latency_ns, Ordering::Relaxed);
+        let bucket = HANDOFF_BOUNDS_NS
+            .iter()
+            .position(|&le| latency_ns <= le)
+            .unwrap_or(HANDOFF_BOUNDS_NS.len());
+        c.handoff[bucket].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Worker: a connection a server took is closed.
+    pub fn closed(&self) {
+        self.counters().active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn active(&self) -> u64 {
+        self.counters().active.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    /// Primary: everything at once. The worker's values are trusted only as
+    /// data: a broken worker can make its own figures wrong, nothing else.
+    pub fn snapshot(&self) -> Snapshot {
+        let c = self.counters();
+        Snapshot {
+            taken: c.taken.load(Ordering::Acquire),
+            turn_ns: c.turn_ns.load(Ordering::Relaxed),
+            lag_ns: c.lag_ns.load(Ordering::Relaxed),
+            active: self.active(),
+            handoff_sum_ns: c.handoff_sum_ns.load(Ordering::Relaxed),
+            handoff: std::array::from_fn(|i| c.handoff[i].load(Ordering::Relaxed)),
+        }
     }
 }
 
@@ -139,8 +228,22 @@ mod tests {
         let worker = Page::map(primary.fd().try_clone().unwrap()).unwrap();
         worker.took_one();
         worker.took_one();
-        worker.turned();
-        assert_eq!((primary.taken(), primary.turns()), (2, 1));
+        worker.turned(7);
+        worker.opened(70_000);
+        worker.opened(3_000_000_000);
+        worker.closed();
+        let s = primary.snapshot();
+        assert_eq!((s.taken, s.turn_ns, s.active), (2, 7, 1));
+        assert_eq!(s.handoff_sum_ns, 3_000_070_000);
+        assert_eq!(s.handoff[1], 1, "70 µs is in the <= 100 µs bucket");
+        assert_eq!(s.handoff[HANDOFF_BUCKETS - 1], 1, "3 s is in +Inf");
+    }
+
+    #[test]
+    fn active_never_reads_below_zero() {
+        let p = Page::create().unwrap();
+        p.closed();
+        assert_eq!(p.active(), 0);
     }
 
     #[test]

@@ -26,6 +26,12 @@ pub const FD_RESERVE: u64 = 8;
 /// How long a worker short of fds reads no connections before it looks again.
 pub const FD_PAUSE: Duration = Duration::from_millis(20);
 
+/// A worker's loop turns at least this often (an unref'd timer), so that the
+/// primary, which watches when it last turned, can tell an idle worker from
+/// a stalled one well within `primary::link::STALL`; how late that timer
+/// fires is the loop's lag.
+pub const TURN_AT_LEAST_EVERY: Duration = Duration::from_millis(100);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
     /// Hand it to the server in JS.

@@ -40,6 +40,18 @@ pub struct Handle {
     source_fd: Option<i32>,
 }
 
+impl Handle {
+    /// `host:port` (IPv6 hosts in brackets), or the unix socket's path.
+    pub fn address(&self) -> String {
+        match (&self.sockname, &self.unlink) {
+            (Some(n), _) if n.family == "IPv6" => format!("[{}]:{}", n.address, n.port),
+            (Some(n), _) => format!("{}:{}", n.address, n.port),
+            (None, Some(path)) => path.to_string_lossy().into_owned(),
+            (None, None) => self.key.clone(),
+        }
+    }
+}
+
 impl Drop for Handle {
     fn drop(&mut self) {
         if let Some(p) = &self.unlink {

@@ -32,9 +32,10 @@ pub struct Window {
     taken: u64,
     /// When `taken` last moved, or the queue last went from empty to not.
     progress_at: Instant,
-    /// Set when connections had to be taken back from a stalled worker: the
-    /// page's loop-turn count then. It gets nothing new until the count moves.
-    stalled_at_turns: Option<u64>,
+    /// Set when connections had to be taken back from a stalled worker: when
+    /// its loop had last turned, by the page. It gets nothing new until the
+    /// loop turns again.
+    stalled_at_turn: Option<u64>,
 }
 
 impl Window {
@@ -44,7 +45,7 @@ impl Window {
             taken_back: 0,
             taken: 0,
             progress_at: now,
-            stalled_at_turns: None,
+            stalled_at_turn: None,
         }
     }
 
@@ -55,13 +56,13 @@ impl Window {
     }
 
     /// The worker's counters, read from the page.
-    pub fn observe(&mut self, taken: u64, turns: u64, now: Instant) {
+    pub fn observe(&mut self, taken: u64, turn_ns: u64, now: Instant) {
         if taken != self.taken {
             self.taken = taken;
             self.progress_at = now;
         }
-        if self.stalled_at_turns.is_some_and(|t| t != turns) {
-            self.stalled_at_turns = None;
+        if self.stalled_at_turn.is_some_and(|t| t != turn_ns) {
+            self.stalled_at_turn = None;
         }
     }
 
@@ -73,16 +74,16 @@ impl Window {
     }
 
     /// `n` connections were read back out of the worker's queue; `stalled_at`
-    /// is its loop-turn count if it was taken back for a stall.
+    /// is when its loop last turned, if they were taken back for a stall.
     pub fn took_back(&mut self, n: usize, stalled_at: Option<u64>) {
         self.taken_back += n as u64;
         if stalled_at.is_some() {
-            self.stalled_at_turns = stalled_at;
+            self.stalled_at_turn = stalled_at;
         }
     }
 
     pub fn is_stalled(&self) -> bool {
-        self.stalled_at_turns.is_some()
+        self.stalled_at_turn.is_some()
     }
 
     /// When, if nothing moves, its queue counts as stalled.
@@ -157,7 +158,7 @@ impl Link {
     }
 
     pub fn observe(&mut self, now: Instant) {
-        self.window.observe(self.page.taken(), self.page.turns(), now);
+        self.window.observe(self.page.taken(), self.page.turn_ns(), now);
         if self.paused_until.is_some_and(|t| t <= now) {
             self.paused_until = None;
         }
@@ -211,8 +212,8 @@ impl Link {
     /// `stalled` marks the worker stalled until its loop turns again.
     pub fn take_back(&mut self, stalled: bool) -> Result<Vec<(Handoff, OwnedFd)>, Error> {
         let got = drain(self.worker_end.as_fd())?;
-        let turns = stalled.then(|| self.page.turns());
-        self.window.took_back(got.len(), turns);
+        let turn = stalled.then(|| self.page.turn_ns());
+        self.window.took_back(got.len(), turn);
         Ok(got)
     }
 

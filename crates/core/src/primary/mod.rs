@@ -7,6 +7,7 @@ mod link;
 mod reactor;
 mod round_robin;
 mod shared;
+pub mod stats;
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -49,6 +50,10 @@ pub enum Command {
     },
     SetWindow {
         window: usize,
+    },
+    /// A snapshot of the counters, sent back on `reply`.
+    Stats {
+        reply: std::sync::mpsc::SyncSender<stats::Stats>,
     },
     Shutdown,
 }

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,6 +23,7 @@ use crate::worker::FD_PAUSE;
 use super::handles::{Handles, Kind};
 use super::link::Link;
 use super::round_robin::{Accepted, Queued};
+use super::stats::{self, ListenerStats, Rerouted, Stats, Totals, WorkerStats};
 use super::{Command, Config, Event, EventSink, Inbox};
 
 /// How long accepting pauses after the process ran out of fds: a listener
@@ -60,13 +61,13 @@ fn pollfd(fd: i32, events: i16) -> libc::pollfd {
     libc::pollfd { fd, events, revents: 0 }
 }
 
-/// `CLOCK_MONOTONIC` in ns, comparable across processes (a worker may
-/// measure the hand-off's latency from it).
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+/// Why connections are taken back from a worker.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Why {
+    Died,
+    Draining,
+    Stalled,
+    OutOfFds,
 }
 
 enum Target {
@@ -90,6 +91,9 @@ pub struct Reactor {
     touched: Vec<u32>,
     /// Workers that refused a connection, by its seq (see `REFUSALS_KEPT`).
     refusals: HashMap<u32, (Vec<u32>, Instant)>,
+    rerouted: Rerouted,
+    /// What workers that are gone had counted.
+    retired: Totals,
     /// Until when listeners are left unread (see `REST`).
     rest_until: Option<Instant>,
     /// Connections handed out in this round.
@@ -112,6 +116,8 @@ impl Reactor {
             sent_fds: Vec::new(),
             touched: Vec::new(),
             refusals: HashMap::new(),
+            rerouted: Rerouted::default(),
+            retired: Stats::new().retired,
             rest_until: None,
             round_sent: 0,
             rested: false,
@@ -203,23 +209,74 @@ impl Reactor {
             .map(|(&id, _)| id)
             .collect();
         for id in stalled {
-            self.take_back(id, true);
+            self.take_back(id, Why::Stalled);
         }
     }
 
     /// Reads back what worker `id` has not read and queues it for others.
-    fn take_back(&mut self, id: u32, stalled: bool) {
+    fn take_back(&mut self, id: u32, why: Why) {
         let Some(link) = self.links.get_mut(&id) else {
             return;
         };
-        match link.take_back(stalled) {
+        match link.take_back(why == Why::Stalled) {
             Ok(got) => {
+                let n = got.len() as u64;
+                match why {
+                    Why::Died => self.rerouted.died += n,
+                    Why::Draining => self.rerouted.draining += n,
+                    Why::Stalled => self.rerouted.stalled += n,
+                    Why::OutOfFds => self.rerouted.out_of_fds += n,
+                }
                 for (record, fd) in got {
                     self.requeue(record, fd, None);
                 }
             }
             Err(error) => (self.sink)(Event::WorkerError { id, error }),
         }
+    }
+
+    fn stats(&self) -> Stats {
+        let now_ns = crate::page::monotonic_ns();
+        let every_ns = crate::worker::TURN_AT_LEAST_EVERY.as_nanos() as u64;
+        let mut out = Stats::new();
+        let mut ids: Vec<&u32> = self.links.keys().collect();
+        ids.sort();
+        for id in ids {
+            let link = &self.links[id];
+            let page = link.page.snapshot();
+            out.workers.push(WorkerStats {
+                id: *id,
+                routing: link.routing,
+                stalled: link.window.is_stalled(),
+                accepted: page.taken,
+                pending: link.window.queued(),
+                active: page.active,
+                lag_ns: stats::lag_ns(&page, now_ns, every_ns),
+                handoff_sum_ns: page.handoff_sum_ns,
+                handoff: page.handoff.to_vec(),
+            });
+        }
+        let mut handles: Vec<_> = self.handles.map.values().collect();
+        handles.sort_by_key(|h| h.id);
+        for h in handles {
+            let (policy, accepted, fd) = match &h.kind {
+                Kind::RoundRobin(rr) => ("rr", Some(rr.accepted), rr.listener_fd()),
+                Kind::Shared(s) => ("shared", None, s.fd.as_fd()),
+            };
+            let queue = stats::accept_queue(fd);
+            out.listeners.push(ListenerStats {
+                id: h.id,
+                address: h.address(),
+                policy,
+                workers: h.workers.clone(),
+                accepted,
+                queue: queue.map(|q| q.0),
+                queue_limit: queue.map(|q| q.1),
+            });
+        }
+        out.rerouted = self.rerouted.clone();
+        out.retired = self.retired.clone();
+        out
     }
 
     /// Listeners are polled only while some worker has room, so a full
@@ -304,6 +361,10 @@ impl Reactor {
                     self.drop_link(id);
                 }
                 Command::SetWindow { window } => self.config.window = window.clamp(1, super::MAX_WINDOW),
+                // The asker may have given up waiting: nothing to do then.
+                Command::Stats { reply } => {
+                    let _ = reply.try_send(self.stats());
+                }
                 Command::Shutdown => return false,
             }
         }
@@ -450,9 +511,13 @@ impl Reactor {
         let mut short_of_fds = false;
         for (record, fd) in got {
             match record.returned {
-                Returned::Refused => self.requeue(record, fd, Some(id)),
+                Returned::Refused => {
+                    self.rerouted.refused += 1;
+                    self.requeue(record, fd, Some(id));
+                }
                 Returned::OutOfFds => {
                     short_of_fds = true;
+                    self.rerouted.out_of_fds += 1;
                     self.requeue(record, fd, None);
                 }
                 Returned::None => return self.cut_off(id, ProtocolError::WrongDirection.into()),
@@ -462,7 +527,7 @@ impl Reactor {
             if let Some(link) = self.links.get_mut(&id) {
                 link.paused_until = Some(Instant::now() + FD_PAUSE);
             }
-            self.take_back(id, false);
+            self.take_back(id, Why::OutOfFds);
         }
     }
 
@@ -511,7 +576,7 @@ impl Reactor {
         for h in self.handles.ids_of(id) {
             self.handles.leave(h, id);
         }
-        self.take_back(id, false);
+        self.take_back(id, Why::Draining);
     }
 
     /// The worker is gone: every connection it had not read goes to another
@@ -520,8 +585,10 @@ impl Reactor {
         for h in self.handles.ids_of(id) {
             self.handles.leave(h, id);
         }
-        self.take_back(id, false);
-        self.links.remove(&id);
+        self.take_back(id, Why::Died);
+        if let Some(link) = self.links.remove(&id) {
+            self.retired.add(&link.page.snapshot());
+        }
     }
 
     fn flush_link(&mut self, id: u32) {
@@ -612,7 +679,7 @@ impl Reactor {
                             fd,
                             seq: self.next_seq,
                             refused_by: Vec::new(),
-                            accepted_ns: monotonic_ns(),
+                            accepted_ns: crate::page::monotonic_ns(),
                         };
                         assign(links, w, q);
                     }

@@ -31,6 +31,8 @@ pub struct RoundRobin {
     pub queue: VecDeque<Queued>,
     /// Accepting is paused until then after EMFILE/ENFILE.
     pub paused_until: Option<Instant>,
+    /// Connections accepted so far.
+    pub accepted: u64,
     next: usize,
 }
 
@@ -41,6 +43,7 @@ impl RoundRobin {
             listener,
             queue: VecDeque::new(),
             paused_until: None,
+            accepted: 0,
             next: 0,
         }
     }
@@ -61,10 +64,13 @@ impl RoundRobin {
         None
     }
 
-    pub fn accept(&self) -> io::Result<Accepted> {
+    pub fn accept(&mut self) -> io::Result<Accepted> {
         loop {
             match accept_cloexec(self.listener.as_raw_fd()) {
-                Ok(fd) => return Ok(Accepted::Conn(fd)),
+                Ok(fd) => {
+                    self.accepted += 1;
+                    return Ok(Accepted::Conn(fd));
+                }
                 Err(e) => match e.raw_os_error() {
                     Some(libc::EAGAIN) => return Ok(Accepted::Drained),
                     Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => return Ok(Accepted::OutOfFds),
@@ -127,7 +133,7 @@ mod tests {
 
     #[test]
     fn accept_on_an_idle_listener_is_drained() {
-        let r = rr();
+        let mut r = rr();
         crate::sockets::start_listening(r.listener.as_fd(), 0).unwrap();
         crate::sockets::prepare_accept(&r.listener).unwrap();
         assert!(matches!(r.accept().unwrap(), Accepted::Drained));

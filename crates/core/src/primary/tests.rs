@@ -84,7 +84,7 @@ impl FakeWorker {
     /// and turns the loop.
     fn read_one(&self) -> Option<(Handoff, OwnedFd)> {
         let page = self.page.as_ref().expect("setup comes first");
-        page.turned();
+        page.turned(crate::page::monotonic_ns());
         match handoff::recv_one(self.handoff.as_ref().unwrap().as_fd()).unwrap() {
             Got::Conn(h, fd) => {
                 page.took_one();
@@ -385,7 +385,7 @@ fn a_stalled_worker_loses_the_connections_it_never_read() {
     // Nothing is left in a's queue: nothing can be served twice.
     assert_eq!(a.unread_after(Duration::ZERO), 0);
     // Once its loop turns again, a gets its share again.
-    a.page.as_ref().unwrap().turned();
+    a.page.as_ref().unwrap().turned(crate::page::monotonic_ns());
     std::thread::sleep(Duration::from_millis(20));
     let _more: Vec<_> = (10..14).map(|i| client(port, i)).collect();
     let back = a.take_conns(2);
@@ -413,4 +413,47 @@ fn a_disconnecting_worker_gets_nothing_new_and_its_queue_goes_elsewhere() {
     let got = b.take_conns(4);
     assert_eq!(got.len(), 4);
     assert_eq!(a.unread_after(Duration::from_millis(50)), 0);
+}
+
+fn stats(p: &Primary) -> stats::Stats {
+    let (reply, answer) = std::sync::mpsc::sync_channel(1);
+    p.send(Command::Stats { reply });
+    answer.recv_timeout(Duration::from_secs(5)).unwrap()
+}
+
+#[test]
+fn stats_count_what_each_worker_read_and_what_was_taken_back() {
+    let (p, _events, a, b, port) = two_workers();
+    let _clients: Vec<_> = (0..6).map(|i| client(port, i)).collect();
+    // b reads everything; a nothing, so its share is taken back as stalled.
+    let got = b.take_conns(6);
+    for _ in &got {
+        b.page.as_ref().unwrap().opened(1_000);
+    }
+    let s = stats(&p);
+    let by_id = |id| s.workers.iter().find(|w| w.id == id).unwrap();
+    assert_eq!(by_id(2).accepted, 6);
+    assert_eq!(by_id(2).active, 6);
+    assert_eq!(by_id(2).handoff[0], 6, "1 µs is in the first bucket");
+    assert_eq!(by_id(1).accepted, 0);
+    assert_eq!(by_id(1).pending, 0);
+    assert!(by_id(1).stalled);
+    assert!(s.rerouted.stalled >= 1, "{:?}", s.rerouted);
+    assert_eq!(s.listeners.len(), 1);
+    let l = &s.listeners[0];
+    assert_eq!((l.policy, l.accepted, l.queue), ("rr", Some(6), Some(0)));
+    assert_eq!(l.address, format!("127.0.0.1:{port}"));
+    drop(a);
+    // A departed worker's counts are kept as retired totals.
+    drop(b);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = stats(&p);
+        if s.workers.is_empty() {
+            assert_eq!(s.retired.accepted, 6);
+            break;
+        }
+        assert!(Instant::now() < deadline, "workers still listed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
