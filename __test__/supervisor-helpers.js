@@ -1,0 +1,74 @@
+'use strict';
+// Plumbing for the supervisor tests: run the rs-cluster command, wait for
+// its stderr log lines, load a server with new-connection-per-request clients.
+
+const net = require('node:net');
+const path = require('node:path');
+const { startCluster, get, ROOT } = require('./helpers');
+
+const BIN = path.join(ROOT, 'bin', 'rs-cluster.js');
+const FIXTURES = path.join(__dirname, 'fixtures');
+
+// The command with `args`, from the fixtures folder (scripts by bare name).
+function command(args, { env = {} } = {}) {
+  return startCluster(BIN, { args, env, cwd: FIXTURES });
+}
+
+// Resolves with the match once the command's stderr matches `re`.
+function waitForLog(h, re, timeout = 10000) {
+  return new Promise((resolve, reject) => {
+    const t0 = Date.now();
+    const poll = setInterval(() => {
+      const m = re.exec(h.stderr);
+      if (m !== null) {
+        clearInterval(poll);
+        resolve(m);
+      } else if (Date.now() - t0 > timeout) {
+        clearInterval(poll);
+        reject(new Error(`no ${re} in the command's stderr within ${timeout} ms:\n${h.stderr}`));
+      }
+    }, 20);
+  });
+}
+
+// A port nobody listens on now (the OS's next free one).
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+// `clients` loops of GET, each on a new connection, until stop() is called;
+// stop() resolves with { ok, failures, pids (pid -> count), errors }.
+function load(port, clients = 8) {
+  let running = true;
+  const result = { ok: 0, failures: 0, pids: new Map(), errors: [] };
+  const loop = async () => {
+    while (running) {
+      try {
+        const { status, body } = await get(port, { timeout: 10000 });
+        if (status !== 200) throw new Error(`status ${status}`);
+        result.ok++;
+        result.pids.set(body, (result.pids.get(body) || 0) + 1);
+      } catch (err) {
+        result.failures++;
+        if (result.errors.length < 10) result.errors.push(err.code || err.message);
+      }
+    }
+  };
+  const loops = Array.from({ length: clients }, loop);
+  return {
+    result,
+    stop: async () => {
+      running = false;
+      await Promise.all(loops);
+      return result;
+    },
+  };
+}
+
+module.exports = { BIN, FIXTURES, command, waitForLog, freePort, load };
