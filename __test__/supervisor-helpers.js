@@ -1,10 +1,10 @@
 'use strict';
 // Plumbing for the supervisor tests: run the rs-cluster command, wait for
-// its stderr log lines, load a server with new-connection-per-request clients.
+// its stderr log lines.
 
 const net = require('node:net');
 const path = require('node:path');
-const { startCluster, get, ROOT } = require('./helpers');
+const { startCluster, ROOT } = require('./helpers');
 
 const BIN = path.join(ROOT, 'bin', 'rs-cluster.js');
 const FIXTURES = path.join(__dirname, 'fixtures');
@@ -42,33 +42,4 @@ function freePort() {
   });
 }
 
-// `clients` loops of GET, each on a new connection, until stop() is called;
-// stop() resolves with { ok, failures, pids (pid -> count), errors }.
-function load(port, clients = 8) {
-  let running = true;
-  const result = { ok: 0, failures: 0, pids: new Map(), errors: [] };
-  const loop = async () => {
-    while (running) {
-      try {
-        const { status, body } = await get(port, { timeout: 10000 });
-        if (status !== 200) throw new Error(`status ${status}`);
-        result.ok++;
-        result.pids.set(body, (result.pids.get(body) || 0) + 1);
-      } catch (err) {
-        result.failures++;
-        if (result.errors.length < 10) result.errors.push(err.code || err.message);
-      }
-    }
-  };
-  const loops = Array.from({ length: clients }, loop);
-  return {
-    result,
-    stop: async () => {
-      running = false;
-      await Promise.all(loops);
-      return result;
-    },
-  };
-}
-
-module.exports = { BIN, FIXTURES, command, waitForLog, freePort, load };
+module.exports = { BIN, FIXTURES, command, waitForLog, freePort };
