@@ -73,7 +73,9 @@ test('a replacement that throws at start: reload() rejects, naming it, and the o
          assert.strictEqual(failed.worker, 3);
          assert.strictEqual(failed.previous, 1);
          assert.match(failed.message, /^worker 3, replacing worker 1, exited with code 1 before it was ready/);
-         // The failed replacement is not respawned: only worker 3 was forked.
+         // The failed replacement is not respawned (that would come 250 ms
+         // after its exit): only worker 3 was forked.
+         await new Promise((r) => setTimeout(r, 800));
          assert.deepStrictEqual(h.events.filter((e) => e.event === 'fork').map((e) => e.id), [1, 2, 3]);
          const served = new Set();
          for (let i = 0; i < 10; i++) served.add(Number((await get(port)).body));

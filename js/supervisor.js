@@ -132,8 +132,11 @@ function createSupervisor(cluster) {
     const st = state.get(old);
     const next = forkSuccessor(old, reason, details);
     st.successor = next;
+    // Until it is ready, its death fails this step; respawn stays out of it.
+    state.get(next).onTrial = true;
     try {
       await whenReady(next, new Set(st.keys), readyTimeout);
+      state.get(next).onTrial = false;
     } catch (why) {
       if (!next.isDead()) kill(next);
       // `old` died meanwhile and nothing replaced it: respawn as for a crash.
@@ -282,8 +285,9 @@ function createSupervisor(cluster) {
       clearTimeout(st.drainTimer);
       st.check(`${exitText(exitCode, signalCode)} before it was ready`);
       st.resolveExit();
-      // Not a crash if we or the app asked it to go, or a successor is on its way.
-      if (!cluster.settings.respawn || worker.exitedAfterDisconnect || st.killed || st.successor) return;
+      // Not a crash if we or the app asked it to go, if a successor is on its
+      // way, or if it was one that failed its start (the reload reports it).
+      if (!cluster.settings.respawn || worker.exitedAfterDisconnect || st.killed || st.successor || st.onTrial) return;
       respawnLater(worker, exitCode, signalCode);
     },
 
