@@ -12,7 +12,8 @@ const path = require('node:path');
 const { spawnSync } = require('node:child_process');
 const { get, isAlive, descendants } = require('./helpers');
 const { cpuSeconds, waitGone } = require('../bench/lib/procs');
-const { BIN, FIXTURES, command, waitForLog, freePort } = require('./supervisor-helpers');
+const { BIN, FIXTURES, command, waitForLog } = require('./supervisor-helpers');
+const { freePort } = require('../bench/lib/churn');
 const { USAGE } = require('../js/cli');
 
 // Runs the command to completion (it must exit by itself).
@@ -93,15 +94,21 @@ test('-h, -v and the script\'s own arguments', { timeout: 30000 }, async () => {
   }
 });
 
+// The command with 2 workers of supervisor-app.js, both listening, and a
+// request of `ms` in flight for 300 ms; `pids`: the command and its workers.
+async function withSlowRequest(h, ms) {
+  await h.waitFor(() => h.events.filter((e) => e.event === 'listening').length === 2);
+  const pids = [h.child.pid, ...descendants(h.child.pid)];
+  assert.strictEqual(pids.length, 3);
+  const slow = get(h.events.find((e) => e.event === 'listening').port, { path: `/slow?ms=${ms}` }).catch((err) => err);
+  await new Promise((r) => setTimeout(r, 300));
+  return { pids, slow };
+}
+
 test('SIGTERM: an in-flight 2 s request completes with 200, then exit 0 and no process left', { timeout: 30000 }, async () => {
   const h = command(['-w', '2', 'supervisor-app.js']);
   try {
-    const { port } = await h.waitFor('listening');
-    await h.waitFor((ev) => ev.event === 'listening' && h.events.filter((e) => e.event === 'listening').length === 2);
-    const pids = [h.child.pid, ...descendants(h.child.pid)];
-    assert.strictEqual(pids.length, 3);
-    const slow = get(port, { path: '/slow?ms=2000' });
-    await new Promise((r) => setTimeout(r, 300));
+    const { pids, slow } = await withSlowRequest(h, 2000);
     h.child.kill('SIGTERM');
     const t0 = Date.now();
     const res = await slow;
@@ -118,11 +125,7 @@ test('SIGTERM: an in-flight 2 s request completes with 200, then exit 0 and no p
 test('a second SIGINT stops at once: exit 130, no process left', { timeout: 30000 }, async () => {
   const h = command(['-w', '2', 'supervisor-app.js']);
   try {
-    const { port } = await h.waitFor('listening');
-    await waitForLog(h, /listening on/);
-    const pids = [h.child.pid, ...descendants(h.child.pid)];
-    const slow = get(port, { path: '/slow?ms=20000' }).catch((err) => err);
-    await new Promise((r) => setTimeout(r, 300));
+    const { pids, slow } = await withSlowRequest(h, 20000);
     h.child.kill('SIGINT');
     await waitForLog(h, /SIGINT: stopping/);
     h.child.kill('SIGINT');

@@ -2,7 +2,6 @@
 // Plumbing for the supervisor tests: run the rs-cluster command, wait for
 // its stderr log lines.
 
-const net = require('node:net');
 const path = require('node:path');
 const { startCluster, ROOT } = require('./helpers');
 
@@ -31,15 +30,4 @@ function waitForLog(h, re, timeout = 10000) {
   });
 }
 
-// A port nobody listens on now (the OS's next free one).
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
-
-module.exports = { BIN, FIXTURES, command, waitForLog, freePort };
+module.exports = { BIN, FIXTURES, command, waitForLog };

@@ -16,23 +16,13 @@ const net = require('node:net');
 const { execFileSync, execFile } = require('node:child_process');
 const { parseArgs } = require('node:util');
 const procs = require('./lib/procs');
-const { churn } = require('./lib/churn');
+const { churn, freePort } = require('./lib/churn');
 
 const ROOT = path.resolve(__dirname, '..');
 const APP = path.join(__dirname, 'single.js'); // the docs hello world, no cluster code
 const BIN = path.join(ROOT, 'bin', 'rs-cluster.js');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (m) => process.stderr.write(`${m}\n`);
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 async function waitServing(port, timeoutMs = 15000) {
   const until = Date.now() + timeoutMs;

@@ -4,6 +4,7 @@
 // judged, since every request goes through accept and hand-off again.
 
 const http = require('node:http');
+const net = require('node:net');
 
 // Starts `clients` loops on 127.0.0.1:port; stop() ends them and resolves
 // with { ok, failures, errors (reason -> count), bodies (body -> count) }.
@@ -49,4 +50,15 @@ function churn(port, clients) {
   };
 }
 
-module.exports = { churn };
+// A port for the server under test: free now (the OS's next one).
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+module.exports = { churn, freePort };
