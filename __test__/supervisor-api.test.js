@@ -121,7 +121,7 @@ test('reload: a busy keep-alive client is told to reconnect, so the old worker l
        const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
        let running = true;
        const seen = [];
-       let failures = 0;
+       const failures = [];
        try {
          await h.waitFor('listening');
          const { port, pid: old } = listening(h)[0];
@@ -132,7 +132,7 @@ test('reload: a busy keep-alive client is told to reconnect, so the old worker l
                  let body = '';
                  res.on('data', (c) => { body += c; });
                  res.on('end', () => { seen.push(body); resolve(); });
-               }).on('error', () => { failures++; resolve(); });
+               }).on('error', (err) => { failures.push(err.code); resolve(); });
              });
            }
          })();
@@ -146,7 +146,7 @@ test('reload: a busy keep-alive client is told to reconnect, so the old worker l
          await new Promise((r) => setTimeout(r, 300));
          running = false;
          await client;
-         assert.strictEqual(failures, 0);
+         assert.deepStrictEqual(failures, []);
          assert.strictEqual(seen.at(-1), `${listening(h)[1].pid}`);
        } finally {
          running = false;
