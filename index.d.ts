@@ -26,6 +26,59 @@ declare namespace cluster {
     type Worker = nodeCluster.Worker;
     type ClusterSettings = nodeCluster.ClusterSettings;
     type Address = nodeCluster.Address;
+
+    /** `cluster.reload(options)`. */
+    interface ReloadOptions {
+        /** How long an old worker may finish its work before it is killed (default: settings.drainTimeout, else 30000). */
+        drainTimeout?: number | undefined;
+        /** How long a replacement may take to become ready before the reload fails (default 30000). */
+        readyTimeout?: number | undefined;
+    }
+
+    /** The second argument of the `'restart'` event. */
+    interface RestartInfo {
+        /** `'crash'`: exited unexpectedly (respawn); `'reload'`: cluster.reload(); `'memory'`: over maxMemory. */
+        reason: "crash" | "reload" | "memory";
+        /** The worker this one replaces. */
+        previous: nodeCluster.Worker;
+        /** reason 'crash': how the previous worker exited, and the backoff waited before this fork (ms). */
+        exitCode?: number | null;
+        signalCode?: NodeJS.Signals | null;
+        delay?: number;
+        /** reason 'memory': the previous worker's resident set size (bytes) when it was replaced. */
+        rss?: number;
+    }
+}
+
+// rs-cluster's additions, on node:cluster's own types (so they also type
+// `require('node:cluster')` under rs-cluster/register).
+declare module "cluster" {
+    interface ClusterSettings {
+        /** Replace workers that exit unexpectedly, with exponential backoff (RS_CLUSTER_RESPAWN=1). */
+        respawn?: boolean | undefined;
+        /** ms a disconnected worker may drain before it is killed (RS_CLUSTER_DRAIN_TIMEOUT). */
+        drainTimeout?: number | undefined;
+        /** ms of a stuck event loop before a worker is replaced; 0 = off (RS_CLUSTER_HANG_TIMEOUT; not acted on yet). */
+        hangTimeout?: number | undefined;
+        /** MB of resident memory above which a worker is replaced gracefully; 0 = off (RS_CLUSTER_MAX_MEMORY). */
+        maxMemory?: number | undefined;
+        /** A new worker is ready when it calls `process.send('ready')`, not when it listens (RS_CLUSTER_WAIT_READY=1). */
+        waitReady?: boolean | undefined;
+    }
+    interface Cluster {
+        /**
+         * Rolling replacement of every worker, one at a time: its successor is forked and becomes ready,
+         * then the old one stops getting connections, drains and exits. Rejects with
+         * `code: 'ERR_RS_CLUSTER_RELOAD'` (the old workers keep serving) if a successor never becomes ready.
+         */
+        reload(options?: cluster.ReloadOptions): Promise<void>;
+        addListener(event: "restart", listener: (worker: Worker, info: cluster.RestartInfo) => void): this;
+        emit(event: "restart", worker: Worker, info: cluster.RestartInfo): boolean;
+        on(event: "restart", listener: (worker: Worker, info: cluster.RestartInfo) => void): this;
+        once(event: "restart", listener: (worker: Worker, info: cluster.RestartInfo) => void): this;
+        prependListener(event: "restart", listener: (worker: Worker, info: cluster.RestartInfo) => void): this;
+        prependOnceListener(event: "restart", listener: (worker: Worker, info: cluster.RestartInfo) => void): this;
+    }
 }
 
 export = cluster;

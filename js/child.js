@@ -334,7 +334,10 @@ function setup() {
     if (!worker.exitedAfterDisconnect) process.exit(0);
   });
   process.on('internalMessage', messages.onInternal(worker, (w, message) => {
-    if (message.act === 'disconnect') disconnect.call(w, true);
+    if (message.act !== 'disconnect') return;
+    // Loaded only then: it costs every worker's start nothing.
+    if (message.drain) for (const { obj } of servers.values()) require('./drain')(obj);
+    disconnect.call(w, true);
   }));
 
   // net and dgram consult the built-in module; make it route through us.

@@ -44,6 +44,33 @@ function validatePort(port, name = 'Port', allowZero = true) {
   return port | 0;
 }
 
+// `options.x` names a property, anything else an argument, as in Node.
+function subject(name) {
+  return name.includes('.') ? 'property' : 'argument';
+}
+
+function invalidArgType(name, expected, value) {
+  return makeNodeError(TypeError, 'ERR_INVALID_ARG_TYPE',
+                       `The "${name}" ${subject(name)} must be of type ${expected}. Received ${describe(value)}`);
+}
+
+// `what` is a sentence's subject: "The environment variable X", "--flag".
+function invalidValue(what, expected, value) {
+  let shown = inspect(value);
+  if (shown.length > 128) shown = `${shown.slice(0, 128)}...`;
+  return makeNodeError(TypeError, 'ERR_INVALID_ARG_VALUE', `${what} must be ${expected}. Received ${shown}`);
+}
+
+function outOfRange(name, range, value) {
+  return makeNodeError(RangeError, 'ERR_OUT_OF_RANGE',
+                       `The value of "${name}" is out of range. It must be ${range}. Received ${inspect(value)}`);
+}
+
+// An rs-cluster failure that is not an argument error (e.g. a failed reload).
+function clusterError(code, message, props) {
+  return Object.assign(makeNodeError(Error, code, message), props);
+}
+
 // What Node's internal `assert` throws.
 function internalAssertion(message) {
   return makeNodeError(Error, 'ERR_INTERNAL_ASSERTION', `${message}\n` +
@@ -51,4 +78,6 @@ function internalAssertion(message) {
     'Please open an issue with this stack trace at https://github.com/nodejs/node/issues\n');
 }
 
-module.exports = { badPort, validatePort, internalAssertion };
+module.exports = {
+  badPort, validatePort, internalAssertion, invalidArgType, invalidValue, outOfRange, clusterError,
+};

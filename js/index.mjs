@@ -11,3 +11,5 @@ export const fork = cluster.fork;
 export const setupPrimary = cluster.setupPrimary;
 export const setupMaster = cluster.setupMaster;
 export const disconnect = cluster.disconnect;
+// rs-cluster's own (undefined in a worker, as fork is).
+export const reload = cluster.reload;

@@ -9,6 +9,8 @@ const Worker = require('./worker');
 const messages = require('./messages');
 const { badPort, validatePort, internalAssertion } = require('./errors');
 const native = require('./native');
+const settingsSpec = require('./settings');
+const { createSupervisor } = require('./supervisor');
 const { WORKER_ENV, CHANNEL_ENV, PRELOAD_ENV, WINDOW_ENV, ADDON_ENV } = require('./env');
 
 const SCHED_NONE = 1;
@@ -25,6 +27,11 @@ cluster.workers = {};
 cluster.settings = {};
 cluster.SCHED_NONE = SCHED_NONE;
 cluster.SCHED_RR = SCHED_RR;
+
+// Respawn, drain, reload and memory limits (js/supervisor.js), all opt-in.
+// `reload` is not enumerable: the object's keys stay node:cluster's.
+const supervisor = createSupervisor(cluster);
+Object.defineProperty(cluster, 'reload', { value: supervisor.reload, writable: true, configurable: true });
 
 const envPolicy = process.env.NODE_CLUSTER_SCHED_POLICY;
 cluster.schedulingPolicy = envPolicy === 'none' ? SCHED_NONE
@@ -74,11 +81,13 @@ function emitSetup(settings) {
 }
 
 cluster.setupPrimary = function setupPrimary(options) {
+  if (options != null) settingsSpec.validate(options);
   const settings = {
     args: process.argv.slice(2),
     exec: process.argv[1],
     execArgv: process.execArgv,
     silent: false,
+    ...supervisor.settingsFromEnv(),
     ...cluster.settings,
     ...options,
   };
@@ -248,7 +257,9 @@ cluster.fork = function fork(env) {
   r.addWorker(id, primaryEnd);
 
   const worker = new Worker({ id, process: child });
+  supervisor.forked(worker, env);
   worker.on('message', function onMessage(message, handle) {
+    supervisor.message(this, message);
     cluster.emit('message', this, message, handle);
   });
 
@@ -258,6 +269,7 @@ cluster.fork = function fork(env) {
     if (!worker.isConnected()) removeWorker(worker);
     worker.exitedAfterDisconnect = !!worker.exitedAfterDisconnect;
     worker.state = 'dead';
+    supervisor.exited(worker, exitCode, signalCode);
     worker.emit('exit', exitCode, signalCode);
     cluster.emit('exit', worker, exitCode, signalCode);
   });
@@ -281,6 +293,7 @@ function onWorkerMessage(worker, message) {
   switch (message.act) {
     case 'online':
       worker.state = 'online';
+      supervisor.online(worker);
       worker.emit('online');
       cluster.emit('online', worker);
       break;
@@ -292,6 +305,7 @@ function onWorkerMessage(worker, message) {
         fd: message.fd,
       };
       worker.state = 'listening';
+      supervisor.listening(worker, info);
       worker.emit('listening', info);
       cluster.emit('listening', worker, info);
       break;
@@ -306,6 +320,7 @@ function onWorkerMessage(worker, message) {
 }
 
 cluster.disconnect = function disconnect(cb) {
+  supervisor.disconnectingAll();
   const workers = Object.values(cluster.workers);
   if (workers.length === 0) {
     process.nextTick(() => intercom.emit('disconnect'));
@@ -319,13 +334,15 @@ cluster.disconnect = function disconnect(cb) {
 
 Worker.prototype.disconnect = function disconnect() {
   this.exitedAfterDisconnect = true;
-  messages.send(this.process, { act: 'disconnect' });
+  // `drain`: close idle keep-alive connections, none kept alive after (js/drain.js).
+  messages.send(this.process, { act: 'disconnect', drain: supervisor.disconnecting(this) });
   if (reactor !== null) reactor.stopRouting(this.id);
   removeWorker(this);
   return this;
 };
 
 Worker.prototype.destroy = function destroy(signo) {
+  supervisor.destroying(this);
   this.process.kill(signo || 'SIGTERM');
 };
 

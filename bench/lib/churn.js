@@ -1,0 +1,64 @@
+'use strict';
+// Clients that open a new connection for every request, each sending the
+// next as soon as the last is answered: the load under which a reload is
+// judged, since every request goes through accept and hand-off again.
+
+const http = require('node:http');
+const net = require('node:net');
+
+// Starts `clients` loops on 127.0.0.1:port; stop() ends them and resolves
+// with { ok, failures, errors (reason -> count), bodies (body -> count) }.
+function churn(port, clients) {
+  let running = true;
+  const result = { ok: 0, failures: 0, errors: new Map(), bodies: new Map() };
+  const count = (map, key) => map.set(key, (map.get(key) || 0) + 1);
+  const once = () => new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => { body += c; });
+      res.on('end', () => {
+        if (res.statusCode === 200) {
+          result.ok++;
+          count(result.bodies, body);
+        } else {
+          result.failures++;
+          count(result.errors, `status ${res.statusCode}`);
+        }
+        resolve();
+      });
+      res.on('error', fail);
+    });
+    function fail(err) {
+      result.failures++;
+      count(result.errors, err.code || err.message);
+      resolve();
+    }
+    req.setTimeout(10000, () => req.destroy(new Error('timeout')));
+    req.on('error', fail);
+  });
+  const loops = Array.from({ length: clients }, async () => {
+    while (running) await once();
+  });
+  return {
+    result,
+    stop: async () => {
+      running = false;
+      await Promise.all(loops);
+      return result;
+    },
+  };
+}
+
+// A port for the server under test: free now (the OS's next one).
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+module.exports = { churn, freePort };

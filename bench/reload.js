@@ -1,0 +1,156 @@
+#!/usr/bin/env node
+'use strict';
+// Rolling reload under load: clients opening a new connection per request
+// at full speed while the cluster's workers are replaced several times;
+// counts the requests that failed. Compares `rs-cluster` (SIGHUP) with
+// `pm2 reload` on node:cluster (pm2 is installed on demand into a cache
+// folder outside the project, never into it).
+//
+//   node bench/reload.js [--duration 12] [--reloads 5] [--clients 8] [--workers 2]
+//                        [--impls rs,pm2] [--no-install]
+
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const net = require('node:net');
+const { execFileSync, execFile } = require('node:child_process');
+const { parseArgs } = require('node:util');
+const procs = require('./lib/procs');
+const { churn, freePort } = require('./lib/churn');
+
+const ROOT = path.resolve(__dirname, '..');
+const APP = path.join(__dirname, 'single.js'); // the docs hello world, no cluster code
+const BIN = path.join(ROOT, 'bin', 'rs-cluster.js');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const log = (m) => process.stderr.write(`${m}\n`);
+
+async function waitServing(port, timeoutMs = 15000) {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    const ok = await new Promise((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await sleep(50);
+  }
+  throw new Error(`nothing listens on ${port} after ${timeoutMs} ms`);
+}
+
+// rs-cluster: the command, one SIGHUP per reload, each awaited in its log.
+async function rsCluster(opts, port) {
+  const child = procs.spawnTracked(process.execPath, [BIN, '-w', `${opts.workers}`, APP],
+                                   { env: { ...process.env, PORT: `${port}` }, stdio: ['ignore', 'ignore', 'pipe'] },
+                                   'rs-cluster', { tree: true });
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; });
+  return {
+    async reload(n) {
+      child.kill('SIGHUP');
+      const done = new RegExp(`(reload(ed in \\d+ ms| failed)[^]*){${n}}`);
+      while (!done.test(stderr)) await sleep(20);
+      if (/reload failed/.test(stderr)) throw new Error(stderr);
+    },
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    },
+  };
+}
+
+// pm2's own node:cluster mode (`-i N`), its daemon in a private PM2_HOME.
+function pm2Bin(install) {
+  const dir = path.join(process.env.RS_CLUSTER_BENCH_CACHE || path.join(os.homedir(), '.cache', 'rs-cluster-bench'), 'pm2');
+  const bin = path.join(dir, 'node_modules', 'pm2', 'bin', 'pm2');
+  if (!fs.existsSync(bin)) {
+    if (!install) throw new Error('pm2 is not installed and --no-install was given');
+    log(`installing pm2 into ${dir}`);
+    fs.mkdirSync(dir, { recursive: true });
+    execFileSync('npm', ['install', '--no-save', '--no-audit', '--no-fund', '--prefix', dir, 'pm2'], { stdio: 'ignore' });
+  }
+  return bin;
+}
+
+async function pm2(opts, port) {
+  const bin = pm2Bin(opts.install);
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), 'rs-cluster-pm2-'));
+  const env = { ...process.env, PM2_HOME: home, PORT: `${port}` };
+  const run = (...args) => new Promise((resolve, reject) => {
+    execFile(process.execPath, [bin, ...args], { env, timeout: 120000 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`pm2 ${args.join(' ')}: ${err.message}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+  await run('start', APP, '-i', `${opts.workers}`, '--name', 'bench');
+  // The daemon is not our child: kill its tree by pid if `pm2 kill` fails.
+  const daemon = Number(fs.readFileSync(path.join(home, 'pm2.pid'), 'utf8'));
+  procs.track(daemon, 'pm2 daemon', { tree: true });
+  return {
+    reload: () => run('reload', 'bench'),
+    async stop() {
+      await run('kill').catch((err) => log(String(err.message)));
+      procs.killPids([daemon]);
+      fs.rmSync(home, { recursive: true, force: true });
+    },
+  };
+}
+
+const IMPLS = { rs: { label: 'rs-cluster (SIGHUP)', start: rsCluster }, pm2: { label: 'pm2 reload', start: pm2 } };
+
+async function measure(opts, impl) {
+  const port = await freePort();
+  const server = await IMPLS[impl].start(opts, port);
+  try {
+    await waitServing(port);
+    const load = churn(port, opts.clients);
+    const t0 = Date.now();
+    const gap = (opts.duration * 1000) / (opts.reloads + 1);
+    const reloadMs = [];
+    for (let i = 1; i <= opts.reloads; i++) {
+      await sleep(Math.max(0, t0 + gap * i - Date.now()));
+      const r0 = Date.now();
+      await server.reload(i);
+      reloadMs.push(Date.now() - r0);
+    }
+    await sleep(Math.max(0, t0 + opts.duration * 1000 - Date.now()));
+    const result = await load.stop();
+    const wall = (Date.now() - t0) / 1000;
+    return { impl, ...result, rps: result.ok / wall, reloadMs };
+  } finally {
+    await server.stop();
+  }
+}
+
+async function main() {
+  const { values } = parseArgs({
+    options: {
+      duration: { type: 'string', default: '12' },
+      reloads: { type: 'string', default: '5' },
+      clients: { type: 'string', default: '8' },
+      workers: { type: 'string', default: '2' },
+      impls: { type: 'string', default: 'rs,pm2' },
+      'no-install': { type: 'boolean', default: false },
+    },
+  });
+  const opts = {
+    duration: +values.duration, reloads: +values.reloads, clients: +values.clients, workers: +values.workers,
+    install: !values['no-install'],
+  };
+  procs.installCleanup();
+  log(`reload bench: ${opts.clients} clients, a new connection per request, ${opts.duration} s, ` +
+      `${opts.reloads} reloads of ${opts.workers} workers`);
+  const rows = [];
+  for (const impl of values.impls.split(',')) {
+    const r = await measure(opts, impl);
+    rows.push(r);
+    const errors = [...r.errors].map(([k, v]) => `${k} ${v}`).join(', ') || '-';
+    log(`${IMPLS[impl].label.padEnd(20)} ${String(r.ok).padStart(7)} ok  ${String(r.failures).padStart(5)} failed  ` +
+        `${r.rps.toFixed(0).padStart(6)} req/s  reload ${r.reloadMs.join('/')} ms  errors: ${errors}`);
+  }
+  process.stdout.write(`${JSON.stringify(rows.map((r) => ({ ...r, errors: Object.fromEntries(r.errors), bodies: undefined })))}\n`);
+}
+
+main().catch((err) => {
+  log(err.stack);
+  procs.killAllAndExit(1);
+});

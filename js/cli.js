@@ -1,0 +1,264 @@
+'use strict';
+// The `rs-cluster` command: runs an unchanged single-process server script as
+// a cluster (the script is the workers' `exec`), fit to be PID 1 in a
+// container. Every argument is checked before anything is forked; signals
+// become a graceful stop (SIGTERM, SIGINT), a rolling reload (SIGHUP) or an
+// immediate stop (a second SIGINT); the exit status says how it ended.
+
+const path = require('node:path');
+const { parseArgs } = require('node:util');
+const settings = require('./settings');
+const { availableCpus } = require('./cpus');
+const { exitText, STABLE_MS } = require('./supervisor');
+
+const OPTIONS = {
+  workers: { type: 'string', short: 'w' },
+  policy: { type: 'string' },
+  'sticky-key': { type: 'string' },
+  'drain-timeout': { type: 'string' },
+  'hang-timeout': { type: 'string' },
+  'max-memory': { type: 'string' },
+  'wait-ready': { type: 'boolean' },
+  'no-respawn': { type: 'boolean' },
+  metrics: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' },
+};
+
+// Flags that set a supervisor setting (js/settings.js checks the value).
+const SETTING_FLAGS = { 'drain-timeout': 'drainTimeout', 'hang-timeout': 'hangTimeout', 'max-memory': 'maxMemory' };
+
+const MAX_WORKERS = 1024;
+// The command's own defaults; the environment and the flags override them.
+const DEFAULTS = { respawn: true, drainTimeout: 30000 };
+// Worker starts that may fail, while none ever got ready, before giving up.
+const MAX_FAILED_STARTS = 8;
+
+const USAGE = 'usage: rs-cluster [options] <script> [script args...]   (rs-cluster --help for more)';
+
+const HELP = `rs-cluster [options] <script> [script args...]   run an unchanged server script as a cluster
+  -w, --workers <n|max>   workers (default: max = the CPUs this process may use, cgroup quota included)
+  --policy <rr|none>      scheduling: round-robin in the primary (default) or the kernel's shared socket
+                          (least and sticky are not supported yet)
+  --sticky-key <key>      ip|header:NAME|cookie:NAME|query:NAME, with --policy sticky (not supported yet)
+  --drain-timeout <ms>    graceful stop and reload: how long a worker may finish (default 30000)
+  --hang-timeout <ms>     replace a worker whose event loop is stuck this long (default 0 = off;
+                          accepted, not acted on yet)
+  --max-memory <MB>       replace a worker whose RSS exceeds this, gracefully (default off)
+  --wait-ready            a new worker is ready when it calls process.send('ready'), not when it listens
+  --no-respawn            do not replace workers that exit unexpectedly (default: respawn, with backoff)
+  --metrics <[host:]port> serve /metrics and /stats (not supported yet)
+  -h, --help              this text
+  -v, --version           rs-cluster's version
+
+Signals: SIGHUP = rolling reload; SIGTERM or SIGINT = graceful stop (no new connections, in-flight
+work finishes within the drain timeout, exit 0); a second SIGINT = stop now (exit 130).
+Exit status: 0 after a stop, 1 if the workers could never start or all exited with respawn off,
+2 on a usage error. Environment: RS_CLUSTER_RESPAWN, RS_CLUSTER_DRAIN_TIMEOUT, RS_CLUSTER_HANG_TIMEOUT,
+RS_CLUSTER_MAX_MEMORY, RS_CLUSTER_WAIT_READY, NODE_CLUSTER_SCHED_POLICY (flags win).
+`;
+
+class UsageError extends Error {}
+
+function notYet(what) {
+  return new UsageError(`${what} is not supported yet`);
+}
+
+// Splits the command line at the script: what follows it is the script's.
+// The options before it are re-read strictly, each as `--name=value`, so a
+// value starting with a dash (`--drain-timeout -5`) gets the value's own
+// error, not parseArgs' "ambiguous".
+function split(argv) {
+  const { tokens } = parseArgs({ args: argv, options: OPTIONS, strict: false, allowPositionals: true, tokens: true });
+  const options = [];
+  for (const t of tokens) {
+    if (t.kind === 'option-terminator') {
+      return { options, script: argv[t.index + 1], args: argv.slice(t.index + 2) };
+    }
+    if (t.kind === 'positional') return { options, script: t.value, args: argv.slice(t.index + 1) };
+    const known = Object.hasOwn(OPTIONS, t.name);
+    const name = known ? `--${t.name}` : t.rawName;
+    options.push(t.value === undefined ? name : `${name}=${t.value}`);
+  }
+  return { options, script: undefined, args: [] };
+}
+
+function readOptions(options) {
+  try {
+    return parseArgs({ args: options, options: OPTIONS, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    // parseArgs' first sentence is the reason.
+    throw new UsageError(err.message.split(/\.\s|\n/)[0]);
+  }
+}
+
+function parseWorkers(text) {
+  if (text === undefined || text === 'max') return availableCpus();
+  if (/^\d+$/.test(text) && +text >= 1 && +text <= MAX_WORKERS) return +text;
+  throw new UsageError(`-w/--workers must be a whole number from 1 to ${MAX_WORKERS}, or max. Received '${text}'`);
+}
+
+function checkPolicy(policy, stickyKey) {
+  if (stickyKey !== undefined) {
+    if (!/^(ip|(header|cookie|query):[^\s:]+)$/.test(stickyKey)) {
+      throw new UsageError(`--sticky-key must be ip, header:NAME, cookie:NAME or query:NAME. Received '${stickyKey}'`);
+    }
+    if (policy !== 'sticky') throw new UsageError('--sticky-key needs --policy sticky');
+  }
+  if (policy === undefined || policy === 'rr' || policy === 'none') return;
+  if (policy === 'least' || policy === 'sticky') throw notYet(`--policy ${policy}`);
+  throw new UsageError(`--policy must be rr, none, least or sticky. Received '${policy}'`);
+}
+
+function checkMetrics(address) {
+  const m = /^(?:(.+):)?(\d+)$/.exec(address);
+  if (m === null || +m[2] > 65535) {
+    throw new UsageError(`--metrics must be [host:]port with a port from 0 to 65535. Received '${address}'`);
+  }
+  throw notYet('--metrics');
+}
+
+function resolveScript(script) {
+  if (script === undefined) throw new UsageError('missing the script to run');
+  try {
+    // As `node <script>` finds it: extensions, a directory's index or main.
+    return require.resolve(path.resolve(script));
+  } catch {
+    throw new UsageError(`cannot find the script '${script}' (from ${process.cwd()})`);
+  }
+}
+
+// The whole command line, checked: throws UsageError (or a settings error)
+// before anything starts.
+function parseCommandLine(argv) {
+  const { options, script, args } = split(argv);
+  const values = readOptions(options);
+  if (values.help || values.version) return { help: !!values.help, version: !!values.version };
+  checkPolicy(values.policy, values['sticky-key']);
+  if (values.metrics !== undefined) checkMetrics(values.metrics);
+  const flags = {};
+  for (const [flag, key] of Object.entries(SETTING_FLAGS)) {
+    if (values[flag] !== undefined) flags[key] = settings.parseText(key, values[flag], `--${flag}`);
+  }
+  if (values['no-respawn']) flags.respawn = false;
+  if (values['wait-ready']) flags.waitReady = true;
+  return {
+    workers: parseWorkers(values.workers),
+    policy: values.policy,
+    settings: { ...DEFAULTS, ...settings.fromEnv(), ...flags },
+    exec: resolveScript(script),
+    args,
+  };
+}
+
+function log(message) {
+  process.stderr.write(`rs-cluster: ${message}\n`);
+}
+
+function describeWorker(worker) {
+  return `worker ${worker.id} (pid ${worker.process.pid})`;
+}
+
+function addressText(a) {
+  if (a.addressType === -1) return a.address;
+  const host = a.address == null ? '*' : a.addressType === 6 ? `[${a.address}]` : a.address;
+  return `${host}:${a.port}`;
+}
+
+function run({ workers, policy, settings: clusterSettings, exec, args }) {
+  // The command reloads on SIGHUP itself; the app's primary variable would
+  // make a second handler.
+  delete process.env.RS_CLUSTER_RELOAD_SIGNAL;
+  const cluster = require('./index.js');
+  if (policy !== undefined) cluster.schedulingPolicy = policy === 'none' ? cluster.SCHED_NONE : cluster.SCHED_RR;
+  cluster.setupPrimary({ exec, args, ...clusterSettings });
+
+  const live = new Map(); // worker -> fork time
+  const addresses = new Set();
+  let started = false;
+  let failedStarts = 0;
+  let stopping = false;
+  let stopCode = 0;
+  let anyFailed = false;
+
+  const finish = (code) => process.exit(code);
+
+  function stop(reason, code = 0) {
+    if (stopping) return;
+    stopping = true;
+    stopCode = code;
+    log(`${reason}: stopping ${live.size} worker(s), drain timeout ${cluster.settings.drainTimeout} ms`);
+    cluster.disconnect();
+    if (live.size === 0) finish(code);
+  }
+
+  cluster.on('fork', (worker) => live.set(worker, Date.now()));
+  cluster.on('listening', (worker, address) => {
+    if (!cluster.settings.waitReady) started = true;
+    const text = addressText(address);
+    if (!addresses.has(text)) {
+      addresses.add(text);
+      log(`listening on ${text}`);
+    }
+  });
+  cluster.on('message', (worker, message) => {
+    if (message === 'ready') started = true;
+  });
+  cluster.on('restart', (worker, info) => {
+    const after = info.delay !== undefined ? `, after ${info.delay} ms` : '';
+    log(`${describeWorker(worker)} replaces worker ${info.previous.id} (${info.reason}${after})`);
+  });
+  cluster.on('exit', (worker, code, signal) => {
+    const born = live.get(worker);
+    live.delete(worker);
+    if (worker.exitedAfterDisconnect) {
+      if (signal === 'SIGKILL') log(`${describeWorker(worker)} was killed at the end of the drain timeout`);
+    } else {
+      anyFailed ||= code !== 0;
+      if (Date.now() - born >= STABLE_MS) started = true;
+      else if (!started) failedStarts++;
+      log(`${describeWorker(worker)} ${exitText(code, signal)}${cluster.settings.respawn ? '' : ' (respawn is off)'}`);
+      if (!started && failedStarts >= MAX_FAILED_STARTS) {
+        stop(`no worker ever started (${failedStarts} failed starts), giving up`, 1);
+      }
+    }
+    if (live.size > 0) return;
+    if (stopping) finish(stopCode);
+    else if (!cluster.settings.respawn) finish(anyFailed ? 1 : 0);
+  });
+
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => {
+    if (!stopping) return stop('SIGINT');
+    log('second SIGINT: killing the workers');
+    for (const worker of live.keys()) worker.process.kill('SIGKILL');
+    finish(130);
+  });
+  process.on('SIGHUP', () => {
+    if (stopping) return;
+    const t0 = Date.now();
+    log(`SIGHUP: reloading ${Object.keys(cluster.workers).length} worker(s)`);
+    cluster.reload().then(() => log(`reloaded in ${Date.now() - t0} ms`),
+                          (err) => log(`reload failed: ${err.message}`));
+  });
+
+  log(`${path.relative(process.cwd(), exec) || exec}: ${workers} worker(s), primary pid ${process.pid}`);
+  for (let i = 0; i < workers; i++) cluster.fork();
+}
+
+function main(argv) {
+  let options;
+  try {
+    options = parseCommandLine(argv);
+  } catch (err) {
+    if (!(err instanceof UsageError) && err.code !== 'ERR_INVALID_ARG_VALUE') throw err;
+    process.stderr.write(`rs-cluster: ${err.message}\n${USAGE}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  if (options.help) process.stdout.write(HELP);
+  else if (options.version) process.stdout.write(`${require('../package.json').version}\n`);
+  else run(options);
+}
+
+module.exports = { main, parseCommandLine, USAGE };
