@@ -64,8 +64,17 @@ declare module "cluster" {
         maxMemory?: number | undefined;
         /** A new worker is ready when it calls `process.send('ready')`, not when it listens (RS_CLUSTER_WAIT_READY=1). */
         waitReady?: boolean | undefined;
+        /**
+         * With `schedulingPolicy = SCHED_STICKY`: what keeps a client on one worker (RS_CLUSTER_STICKY_KEY).
+         * `'ip'` (default), or read from the first request's head: `'header:NAME'`, `'cookie:NAME'`, `'query:NAME'`.
+         */
+        sticky?: "ip" | `header:${string}` | `cookie:${string}` | `query:${string}` | undefined;
     }
     interface Cluster {
+        /** Each new connection to the worker with the fewest live connections (NODE_CLUSTER_SCHED_POLICY=least). */
+        readonly SCHED_LEAST: number;
+        /** A client's connections to one worker, by `settings.sticky` (NODE_CLUSTER_SCHED_POLICY=sticky). */
+        readonly SCHED_STICKY: number;
         /**
          * Rolling replacement of every worker, one at a time: its successor is forked and becomes ready,
          * then the old one stops getting connections, drains and exits. Rejects with

@@ -26,7 +26,14 @@ const OPTIONS = {
 };
 
 // Flags that set a supervisor setting (js/settings.js checks the value).
-const SETTING_FLAGS = { 'drain-timeout': 'drainTimeout', 'hang-timeout': 'hangTimeout', 'max-memory': 'maxMemory' };
+const SETTING_FLAGS = {
+  'drain-timeout': 'drainTimeout',
+  'hang-timeout': 'hangTimeout',
+  'max-memory': 'maxMemory',
+  'sticky-key': 'sticky',
+};
+
+const POLICIES = ['rr', 'none', 'least', 'sticky'];
 
 const MAX_WORKERS = 1024;
 // The command's own defaults; the environment and the flags override them.
@@ -38,9 +45,10 @@ const USAGE = 'usage: rs-cluster [options] <script> [script args...]   (rs-clust
 
 const HELP = `rs-cluster [options] <script> [script args...]   run an unchanged server script as a cluster
   -w, --workers <n|max>   workers (default: max = the CPUs this process may use, cgroup quota included)
-  --policy <rr|none>      scheduling: round-robin in the primary (default) or the kernel's shared socket
-                          (least and sticky are not supported yet)
-  --sticky-key <key>      ip|header:NAME|cookie:NAME|query:NAME, with --policy sticky (not supported yet)
+  --policy <rr|none|least|sticky>
+                          scheduling: round-robin in the primary (default), the kernel's shared socket,
+                          the worker with the fewest live connections, or a client's own worker
+  --sticky-key <key>      ip|header:NAME|cookie:NAME|query:NAME, with --policy sticky (default ip)
   --drain-timeout <ms>    graceful stop and reload: how long a worker may finish (default 30000)
   --hang-timeout <ms>     replace a worker whose event loop is stuck this long (default 0 = off;
                           accepted, not acted on yet)
@@ -55,7 +63,7 @@ Signals: SIGHUP = rolling reload; SIGTERM or SIGINT = graceful stop (no new conn
 work finishes within the drain timeout, exit 0); a second SIGINT = stop now (exit 130).
 Exit status: 0 after a stop, 1 if the workers could never start or all exited with respawn off,
 2 on a usage error. Environment: RS_CLUSTER_RESPAWN, RS_CLUSTER_DRAIN_TIMEOUT, RS_CLUSTER_HANG_TIMEOUT,
-RS_CLUSTER_MAX_MEMORY, RS_CLUSTER_WAIT_READY, NODE_CLUSTER_SCHED_POLICY (flags win).
+RS_CLUSTER_MAX_MEMORY, RS_CLUSTER_WAIT_READY, NODE_CLUSTER_SCHED_POLICY, RS_CLUSTER_STICKY_KEY (flags win).
 `;
 
 class UsageError extends Error {}
@@ -99,14 +107,8 @@ function parseWorkers(text) {
 }
 
 function checkPolicy(policy, stickyKey) {
-  if (stickyKey !== undefined) {
-    if (!/^(ip|(header|cookie|query):[^\s:]+)$/.test(stickyKey)) {
-      throw new UsageError(`--sticky-key must be ip, header:NAME, cookie:NAME or query:NAME. Received '${stickyKey}'`);
-    }
-    if (policy !== 'sticky') throw new UsageError('--sticky-key needs --policy sticky');
-  }
-  if (policy === undefined || policy === 'rr' || policy === 'none') return;
-  if (policy === 'least' || policy === 'sticky') throw notYet(`--policy ${policy}`);
+  if (stickyKey !== undefined && policy !== 'sticky') throw new UsageError('--sticky-key needs --policy sticky');
+  if (policy === undefined || POLICIES.includes(policy)) return;
   throw new UsageError(`--policy must be rr, none, least or sticky. Received '${policy}'`);
 }
 
@@ -170,7 +172,7 @@ function run({ workers, policy, settings: clusterSettings, exec, args }) {
   // make a second handler.
   delete process.env.RS_CLUSTER_RELOAD_SIGNAL;
   const cluster = require('./index.js');
-  if (policy !== undefined) cluster.schedulingPolicy = policy === 'none' ? cluster.SCHED_NONE : cluster.SCHED_RR;
+  if (policy !== undefined) cluster.schedulingPolicy = cluster[`SCHED_${policy === 'rr' ? 'RR' : policy.toUpperCase()}`];
   cluster.setupPrimary({ exec, args, ...clusterSettings });
 
   const live = new Map(); // worker -> fork time

@@ -15,6 +15,10 @@ const { WORKER_ENV, CHANNEL_ENV, PRELOAD_ENV, WINDOW_ENV, ADDON_ENV } = require(
 
 const SCHED_NONE = 1;
 const SCHED_RR = 2;
+// rs-cluster's own, decided in the Rust primary like SCHED_RR.
+const SCHED_LEAST = 3;
+const SCHED_STICKY = 4;
+const POLICIES = { none: SCHED_NONE, rr: SCHED_RR, least: SCHED_LEAST, sticky: SCHED_STICKY };
 
 const cluster = new EventEmitter();
 const intercom = new EventEmitter();
@@ -27,16 +31,24 @@ cluster.workers = {};
 cluster.settings = {};
 cluster.SCHED_NONE = SCHED_NONE;
 cluster.SCHED_RR = SCHED_RR;
+// Not enumerable, so the cluster object's keys stay node:cluster's.
+for (const [name, value] of [['SCHED_LEAST', SCHED_LEAST], ['SCHED_STICKY', SCHED_STICKY]]) {
+  Object.defineProperty(cluster, name, { value, enumerable: false });
+}
 
 // Respawn, drain, reload and memory limits (js/supervisor.js), all opt-in.
 // `reload` is not enumerable: the object's keys stay node:cluster's.
-const supervisor = createSupervisor(cluster);
+const supervisor = createSupervisor(cluster, {
+  // A replacement takes over its predecessor's sticky keys.
+  inherit(from, to) {
+    if (reactor !== null) reactor.inherit(from.id, to.id);
+  },
+});
 Object.defineProperty(cluster, 'reload', { value: supervisor.reload, writable: true, configurable: true });
 
 const envPolicy = process.env.NODE_CLUSTER_SCHED_POLICY;
-cluster.schedulingPolicy = envPolicy === 'none' ? SCHED_NONE
-  : envPolicy === 'rr' ? SCHED_RR
-    : process.platform === 'win32' ? SCHED_NONE : SCHED_RR;
+cluster.schedulingPolicy = Object.hasOwn(POLICIES, envPolicy) ? POLICIES[envPolicy]
+  : process.platform === 'win32' ? SCHED_NONE : SCHED_RR;
 
 let nextId = 0;
 let initialized = false;
@@ -101,7 +113,7 @@ cluster.setupPrimary = function setupPrimary(options) {
     initialized = true;
     schedulingPolicy = cluster.schedulingPolicy;
     // The bad value stays frozen, as in node:cluster (which then shares handles).
-    if (schedulingPolicy !== SCHED_NONE && schedulingPolicy !== SCHED_RR) {
+    if (!Object.values(POLICIES).includes(schedulingPolicy)) {
       throw internalAssertion(`Bad cluster.schedulingPolicy: ${schedulingPolicy}`);
     }
   }
@@ -111,8 +123,7 @@ cluster.setupMaster = cluster.setupPrimary;
 
 function getReactor() {
   if (reactor === null) {
-    // Anything but SCHED_RR shares handles, as node:cluster does.
-    reactor = new native.PrimaryReactor(schedulingPolicy === SCHED_RR ? SCHED_RR : SCHED_NONE, onReactorEvent);
+    reactor = new native.PrimaryReactor(schedulingPolicy, cluster.settings.sticky, onReactorEvent);
     // Connections that may wait unread in a worker's queue (README, "Additions").
     const window = Number.parseInt(process.env[WINDOW_ENV], 10);
     if (window > 0) reactor.setWindow(window);

@@ -15,18 +15,35 @@ const SETTINGS = {
   drainTimeout: { type: 'ms', env: 'RS_CLUSTER_DRAIN_TIMEOUT' },
   hangTimeout: { type: 'ms', env: 'RS_CLUSTER_HANG_TIMEOUT' },
   maxMemory: { type: 'MB', env: 'RS_CLUSTER_MAX_MEMORY' },
+  sticky: { type: 'stickyKey', env: 'RS_CLUSTER_STICKY_KEY' },
 };
 
 const EXPECTED = {
   boolean: '1, 0, true or false',
   ms: `a whole number of milliseconds from 0 to ${MAX}`,
   MB: `a whole number of megabytes from 0 (off) to ${MAX}`,
+  stickyKey: "'ip', 'header:NAME', 'cookie:NAME' or 'query:NAME'",
 };
+
+// The Rust primary parses sticky keys; ask it rather than parse twice.
+function validStickyKey(text) {
+  try {
+    require('./native').checkStickyKey(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 // `name` as Node names it in errors: "options.drainTimeout".
 function validateValue(name, type, value) {
   if (type === 'boolean') {
     if (typeof value !== 'boolean') throw invalidArgType(name, 'boolean', value);
+    return;
+  }
+  if (type === 'stickyKey') {
+    if (typeof value !== 'string') throw invalidArgType(name, 'string', value);
+    if (!validStickyKey(value)) throw invalidValue(name, EXPECTED.stickyKey, value);
     return;
   }
   if (typeof value !== 'number') throw invalidArgType(name, 'number', value);
@@ -49,6 +66,8 @@ function parseText(key, text, what) {
   if (type === 'boolean') {
     if (text === '1' || text === 'true') return true;
     if (text === '0' || text === 'false') return false;
+  } else if (type === 'stickyKey') {
+    if (validStickyKey(text)) return text;
   } else if (/^\d{1,10}$/.test(text) && Number(text) <= MAX) {
     return Number(text);
   }

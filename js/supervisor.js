@@ -59,7 +59,9 @@ function sampleRss(pids, cb) {
   });
 }
 
-function createSupervisor(cluster) {
+// `routing.inherit(from, to)`: the primary's routing moves what was `from`'s
+// (sticky keys) to its replacement `to`.
+function createSupervisor(cluster, routing) {
   // Per worker: fork env (a replacement gets the same), birth time, the
   // addresses it listens on, and what reload/drain need while it lives.
   const state = new WeakMap();
@@ -149,6 +151,7 @@ function createSupervisor(cluster) {
     }
     if (old.isDead()) return;
     st.drainTimeout = drainTimeout;
+    routing.inherit(old, next);
     if (old.isConnected()) old.disconnect();
     await st.exited;
   }

@@ -68,15 +68,19 @@ fn build<'e>(env: &'e Env, d: &Described) -> Result<Unknown<'e>> {
 
 /// An argument error as Node raises it (`TypeError`, `ERR_INVALID_ARG_VALUE`).
 pub fn invalid_arg(env: &Env, name: &str, value: impl std::fmt::Debug) -> napi::Error {
-    let message = format!("The argument '{name}' is invalid. Received {value:?}");
+    invalid_value(env, &format!("The argument '{name}' is invalid. Received {value:?}"))
+}
+
+/// The same error with a message of its own.
+pub fn invalid_value(env: &Env, message: &str) -> napi::Error {
     let made = (|| {
         let code = env.create_string("ERR_INVALID_ARG_VALUE")?;
-        let text = env.create_string(&message)?;
+        let text = env.create_string(message)?;
         let mut value = std::ptr::null_mut();
         // SAFETY: both strings are live napi_values of this env, on its thread.
         let status = unsafe { napi::sys::napi_create_type_error(env.raw(), code.raw(), text.raw(), &mut value) };
         if status != napi::sys::Status::napi_ok {
-            return Err(napi::Error::new(Status::GenericFailure, &message));
+            return Err(napi::Error::new(Status::GenericFailure, message));
         }
         let mut err = Object::from_raw(env.raw(), value);
         err.set_named_property("code", "ERR_INVALID_ARG_VALUE")?;

@@ -9,9 +9,10 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode, UnknownReturnValue};
 use napi_derive::napi;
 use rs_cluster_core::error::{Context, Error};
+use rs_cluster_core::primary::sticky::KeySpec;
 use rs_cluster_core::primary::{Command, Config, Event, Policy, Primary, DEFAULT_WINDOW};
 
-use crate::errors::{describe, invalid_arg, to_js};
+use crate::errors::{describe, invalid_arg, invalid_value, to_js};
 
 fn take_fd(env: &Env, fd: i32) -> Result<OwnedFd> {
     if fd < 0 {
@@ -57,6 +58,23 @@ pub fn probe_socket(env: Env, kind: String) -> Result<i32> {
         .map_err(|e| to_js(&env, &e))
 }
 
+/// Node's constants, and ours after them.
+const SCHED_NONE: u32 = 1;
+const SCHED_RR: u32 = 2;
+const SCHED_LEAST: u32 = 3;
+const SCHED_STICKY: u32 = 4;
+
+fn sticky_key(env: &Env, spec: &str) -> Result<KeySpec> {
+    KeySpec::parse(spec).map_err(|e| invalid_value(env, &format!("The argument 'sticky' is invalid: {e}")))
+}
+
+/// Checks a sticky key spec (`ip`, `header:NAME`, `cookie:NAME`,
+/// `query:NAME`), throwing ERR_INVALID_ARG_VALUE if it is not one.
+#[napi(catch_unwind)]
+pub fn check_sticky_key(env: Env, spec: String) -> Result<()> {
+    sticky_key(&env, &spec).map(drop)
+}
+
 #[napi(object)]
 pub struct PrimaryEvent {
     pub kind: String,
@@ -76,13 +94,22 @@ pub struct PrimaryReactor {
 
 #[napi]
 impl PrimaryReactor {
-    /// `policy`: 1 = SCHED_NONE, 2 = SCHED_RR (Node's constants).
+    /// `policy`: 1 = SCHED_NONE, 2 = SCHED_RR (Node's constants), 3 =
+    /// SCHED_LEAST, 4 = SCHED_STICKY (keyed by `sticky`, default `ip`).
     #[napi(constructor, catch_unwind)]
     pub fn new(
         env: Env,
         policy: u32,
+        sticky: Option<String>,
         #[napi(ts_arg_type = "(event: PrimaryEvent) => void")] on_event: Function<PrimaryEvent, UnknownReturnValue>,
     ) -> Result<Self> {
+        let policy = match policy {
+            SCHED_NONE => Policy::None,
+            SCHED_RR => Policy::RoundRobin,
+            SCHED_LEAST => Policy::Least,
+            SCHED_STICKY => Policy::Sticky(sticky_key(&env, sticky.as_deref().unwrap_or("ip"))?),
+            other => return Err(invalid_arg(&env, "policy", other)),
+        };
         let tsfn: Arc<EventFn> = Arc::new(
             on_event
                 .build_threadsafe_function::<PrimaryEvent>()
@@ -90,7 +117,6 @@ impl PrimaryReactor {
                 .weak::<true>()
                 .build()?,
         );
-        let policy = if policy == 1 { Policy::None } else { Policy::RoundRobin };
         let sink = Arc::new(move |e: Event| {
             let (kind, worker_id, error) = match e {
                 Event::WorkerError { id, error } => ("workerError", id, error),
@@ -142,6 +168,13 @@ impl PrimaryReactor {
     #[napi(catch_unwind)]
     pub fn worker_exited(&self, env: Env, id: u32) -> Result<()> {
         self.send(&env, Command::WorkerExited { id })
+    }
+
+    /// Worker `to` replaces worker `from` (a reload or respawn): it takes
+    /// over `from`'s sticky keys.
+    #[napi(catch_unwind)]
+    pub fn inherit(&self, env: Env, from: u32, to: u32) -> Result<()> {
+        self.send(&env, Command::Inherit { from, to })
     }
 
     /// Connections that may wait unread in a worker's queue (default 32).

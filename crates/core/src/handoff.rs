@@ -310,6 +310,7 @@ mod tests {
             seq: handle,
             returned: Returned::None,
             accepted_ns: 42,
+            key: 7,
         }
     }
 

@@ -22,8 +22,9 @@ use crate::error::ProtocolError;
 /// Bumped whenever a frame's layout or meaning changes. A worker built from a
 /// different version is refused at `Hello` instead of being misunderstood.
 /// 3: connections travel on their own hand-off channel, one message each,
-/// with no acknowledgement; `Setup` replaces the claim board.
-pub const VERSION: u16 = 3;
+/// with no acknowledgement; `Setup` replaces the claim board. 4: a hand-off
+/// carries its sticky key.
+pub const VERSION: u16 = 4;
 
 /// Largest body accepted. Control frames are small; anything bigger is hostile
 /// or garbled, and refusing it bounds the decoder's memory.
@@ -141,15 +142,18 @@ pub struct Reply {
 }
 
 /// One connection on the hand-off channel: which server it is for, its
-/// number (the primary's, to remember who refused it), and when the primary
-/// accepted it (`CLOCK_MONOTONIC`, ns). The same record goes back from a
-/// worker that cannot take it, with `returned` saying why.
+/// number (the primary's, to remember who refused it), when the primary
+/// accepted it (`CLOCK_MONOTONIC`, ns), and its sticky key's hash (0 if
+/// none). The same record goes back from a worker that cannot take it (or
+/// is read back by the primary), with `returned` saying why, so the
+/// connection keeps its key on its way to another worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Handoff {
     pub handle: u32,
     pub seq: u32,
     pub returned: Returned,
     pub accepted_ns: u64,
+    pub key: u64,
 }
 
 /// Why a worker gives a connection back (`None` on the way to it).
@@ -163,7 +167,7 @@ pub enum Returned {
     OutOfFds = 2,
 }
 
-pub const HANDOFF_BYTES: usize = 20;
+pub const HANDOFF_BYTES: usize = 28;
 
 impl Handoff {
     pub fn encode(&self) -> [u8; HANDOFF_BYTES] {
@@ -172,6 +176,7 @@ impl Handoff {
         b[4..8].copy_from_slice(&self.seq.to_le_bytes());
         b[8..12].copy_from_slice(&(self.returned as u32).to_le_bytes());
         b[12..20].copy_from_slice(&self.accepted_ns.to_le_bytes());
+        b[20..28].copy_from_slice(&self.key.to_le_bytes());
         b
     }
 
@@ -190,6 +195,7 @@ impl Handoff {
             seq: u32_at(b, 4),
             returned,
             accepted_ns: u64::from_le_bytes(b[12..20].try_into().expect("8 bytes")),
+            key: u64::from_le_bytes(b[20..28].try_into().expect("8 bytes")),
         })
     }
 }
@@ -431,13 +437,17 @@ mod tests {
             seq: 3,
             returned: Returned::OutOfFds,
             accepted_ns: 0x0102_0304_0506_0708,
+            key: u64::MAX - 1,
         };
         assert_eq!(Handoff::decode(&h.encode()).unwrap(), h);
         let mut bad = h.encode();
         bad[8] = 9;
         assert!(Handoff::decode(&bad).is_err(), "unknown reason");
-        assert!(Handoff::decode(&h.encode()[..19]).is_err(), "short record");
-        assert!(Handoff::decode(&[0u8; 21]).is_err(), "long record");
+        assert!(
+            Handoff::decode(&h.encode()[..HANDOFF_BYTES - 1]).is_err(),
+            "short record"
+        );
+        assert!(Handoff::decode(&[0u8; HANDOFF_BYTES + 1]).is_err(), "long record");
     }
 
     #[test]

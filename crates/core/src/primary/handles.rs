@@ -13,12 +13,24 @@ use crate::sockets;
 use super::round_robin::RoundRobin;
 use super::shared::Shared;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Policy {
     /// Node's SCHED_NONE (1): the OS spreads connections over workers.
     None,
-    /// Node's SCHED_RR (2): the primary accepts and hands out connections.
+    /// Node's SCHED_RR (2): the primary accepts and hands out connections
+    /// in strict rotation.
     RoundRobin,
+    /// SCHED_LEAST: to the worker with the fewest live connections.
+    Least,
+    /// SCHED_STICKY: a client's connections to one worker, by `KeySpec`.
+    Sticky(super::sticky::KeySpec),
+}
+
+impl Policy {
+    /// Whether the primary accepts (every policy but the kernel's).
+    pub fn primary_accepts(&self) -> bool {
+        *self != Policy::None
+    }
 }
 
 pub enum Kind {
@@ -100,11 +112,11 @@ pub struct Handles {
 impl Handles {
     /// The handle for `q.key`, created (bound, and listening for round-robin)
     /// on first use. On error nothing is stored, so another worker may retry.
-    pub fn get_or_create(&mut self, q: &Query, policy: Policy) -> io::Result<&mut Handle> {
+    pub fn get_or_create(&mut self, q: &Query, policy: &Policy) -> io::Result<&mut Handle> {
         if let Some(id) = self.by_key.get(&q.key) {
             return Ok(self.map.get_mut(id).expect("key table and handle map agree"));
         }
-        let round_robin = policy == Policy::RoundRobin && !q.family.is_udp();
+        let round_robin = policy.primary_accepts() && !q.family.is_udp();
         // A round-robin handle watches the primary's fd, and libuv refuses to
         // watch one fd twice: a second round-robin handle on it fails as in Node.
         if round_robin && q.fd >= 0 && self.map.values().any(|h| h.source_fd == Some(q.fd)) {
@@ -178,12 +190,12 @@ mod tests {
     fn same_key_same_handle_and_last_leave_closes() {
         let mut t = Handles::default();
         let a = {
-            let h = t.get_or_create(&q("k", 0), Policy::RoundRobin).unwrap();
+            let h = t.get_or_create(&q("k", 0), &Policy::RoundRobin).unwrap();
             h.workers.push(1);
             h.id
         };
         let b = {
-            let h = t.get_or_create(&q("k", 0), Policy::RoundRobin).unwrap();
+            let h = t.get_or_create(&q("k", 0), &Policy::RoundRobin).unwrap();
             h.workers.push(2);
             h.id
         };
@@ -192,7 +204,7 @@ mod tests {
         assert_eq!(t.ids_of(2), vec![a]);
         assert!(t.leave(a, 2).is_some());
         assert!(t.is_empty());
-        let c = t.get_or_create(&q("k", 0), Policy::RoundRobin).unwrap().id;
+        let c = t.get_or_create(&q("k", 0), &Policy::RoundRobin).unwrap().id;
         assert_ne!(a, c);
     }
 
@@ -200,10 +212,10 @@ mod tests {
     fn failed_bind_stores_nothing() {
         let mut t = Handles::default();
         let port = {
-            let h = t.get_or_create(&q("a", 0), Policy::RoundRobin).unwrap();
+            let h = t.get_or_create(&q("a", 0), &Policy::RoundRobin).unwrap();
             h.sockname.as_ref().unwrap().port as i32
         };
-        let err = t.get_or_create(&q("b", port), Policy::RoundRobin).err().unwrap();
+        let err = t.get_or_create(&q("b", port), &Policy::RoundRobin).err().unwrap();
         assert_eq!(err.raw_os_error(), Some(libc::EADDRINUSE));
         assert_eq!(t.map.len(), 1);
     }
@@ -213,7 +225,7 @@ mod tests {
         let mut t = Handles::default();
         let mut query = q("u", 0);
         query.family = Family::Udp4;
-        let h = t.get_or_create(&query, Policy::RoundRobin).unwrap();
+        let h = t.get_or_create(&query, &Policy::RoundRobin).unwrap();
         assert!(matches!(h.kind, Kind::Shared(_)));
     }
 }

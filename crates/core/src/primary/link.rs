@@ -121,11 +121,13 @@ pub struct Link {
     pub greeted: bool,
     /// The worker gave a connection back for want of fds: nothing new until then.
     pub paused_until: Option<Instant>,
+    /// Its place for sticky keys; a replacement inherits it.
+    pub slot: u32,
 }
 
 impl Link {
     /// The worker's page and hand-off end go out first, before any reply.
-    pub fn new(chan: Channel, now: Instant) -> Result<Link, Error> {
+    pub fn new(chan: Channel, slot: u32, now: Instant) -> Result<Link, Error> {
         let page = Page::create().during("memfd_create")?;
         let (handoff, worker_end) = handoff::pair().during("socketpair")?;
         let mut setup = Vec::new();
@@ -148,6 +150,7 @@ impl Link {
             routing: true,
             greeted: false,
             paused_until: None,
+            slot,
         };
         link.send_control(setup, fds).during("sendmsg")?;
         Ok(link)
@@ -162,6 +165,16 @@ impl Link {
         if self.paused_until.is_some_and(|t| t <= now) {
             self.paused_until = None;
         }
+    }
+
+    /// Whether new connections (and sticky keys) may be placed on it at all.
+    pub fn placeable(&self) -> bool {
+        self.routing && self.greeted && !self.window.is_stalled()
+    }
+
+    /// Its live connections, and those sent or assigned but not yet read.
+    pub fn load(&self) -> u64 {
+        self.page.active() + self.window.queued() + self.batch.len() as u64
     }
 
     pub fn has_room(&self, window: usize) -> bool {
@@ -192,6 +205,7 @@ impl Link {
                 seq: q.seq,
                 returned: Returned::None,
                 accepted_ns: q.accepted_ns,
+                key: q.key,
             };
             scratch.push(&record, q.fd.as_raw_fd());
         }

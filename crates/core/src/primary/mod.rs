@@ -6,8 +6,10 @@ mod handles;
 mod link;
 mod reactor;
 mod round_robin;
+mod schedule;
 mod shared;
 pub mod stats;
+pub mod sticky;
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -29,7 +31,7 @@ pub const DEFAULT_WINDOW: usize = 32;
 /// The largest window: well within what a hand-off socket's send buffer holds.
 pub const MAX_WINDOW: usize = 64;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Config {
     pub policy: Policy,
     pub window: usize,
@@ -50,6 +52,11 @@ pub enum Command {
     },
     SetWindow {
         window: usize,
+    },
+    /// Worker `to` replaces worker `from`: it takes over its sticky keys.
+    Inherit {
+        from: u32,
+        to: u32,
     },
     /// A snapshot of the counters, sent back on `reply`.
     Stats {

@@ -7,7 +7,7 @@
 //! `poll(2)` rather than epoll: the set is a handful of fds (workers plus
 //! listeners), it is rebuilt cheaply each round, and it compiles everywhere.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
@@ -20,10 +20,12 @@ use crate::handoff::{self, Batch};
 use crate::protocol::{encode_reply, Frame, Handoff, Query, Reply, Returned, VERSION};
 use crate::worker::FD_PAUSE;
 
-use super::handles::{Handles, Kind};
+use super::handles::{Handles, Kind, Policy};
 use super::link::Link;
-use super::round_robin::{Accepted, Queued};
+use super::round_robin::{Accepted, Peek, Queued, RoundRobin};
+use super::schedule::{self, Candidate, Placed};
 use super::stats::{self, ListenerStats, Rerouted, Stats, Totals, WorkerStats};
+use super::sticky::{Head, MAX_HEAD};
 use super::{Command, Config, Event, EventSink, Inbox};
 
 /// How long accepting pauses after the process ran out of fds: a listener
@@ -45,6 +47,21 @@ const BUSY_ROUND: usize = 2;
 /// How often the workers' counters are looked at again while every worker's
 /// window is full (nothing else wakes the reactor when one frees up).
 const FULL_RECHECK: Duration = Duration::from_millis(1);
+
+/// Connections waiting in the primary per listener, at most (for a sticky
+/// key's full worker, or for their first request's head): past this the
+/// listener is left alone and the kernel's backlog holds the rest.
+const MAX_WAITING: usize = 1024;
+
+/// How long a connection may take to send its first request's head when
+/// the sticky key is in it. Clients on a network send it with the connection;
+/// one that has sent nothing by then is keyed by its address, so a silent
+/// client holds up nobody but itself, and itself only this long.
+const PEEK_WAIT: Duration = Duration::from_millis(50);
+
+/// How often a head that came in part is looked at again (its unread bytes
+/// keep the socket readable, so it cannot be polled).
+const PARTIAL_RECHECK: Duration = Duration::from_millis(1);
 
 /// How long a connection's refusals are remembered. Refusals are rare (a
 /// server closing, or at `maxConnections`) and a connection is re-offered at
@@ -75,6 +92,74 @@ enum Target {
     Listener(u32),
     Control(u32),
     Handoff(u32),
+    /// A connection waiting for its first request's head (sticky keys).
+    Peek,
+}
+
+enum Choice {
+    Worker(u32),
+    /// A sticky key whose worker has no room now.
+    Wait,
+    Nobody,
+}
+
+/// The worker for `q` under `policy`, among `workers` that have not refused it.
+fn choose(
+    policy: &Policy,
+    rr: &mut RoundRobin,
+    workers: &[u32],
+    links: &HashMap<u32, Link>,
+    window: usize,
+    q: &Queued,
+    cands: &mut Vec<Candidate>,
+) -> Choice {
+    let unrefused = |w: &u32| !q.refused_by.contains(w);
+    if *policy == Policy::RoundRobin {
+        let pick = rr.pick(workers, |w| {
+            unrefused(&w) && links.get(&w).is_some_and(|l| l.has_room(window))
+        });
+        return pick.map_or(Choice::Nobody, Choice::Worker);
+    }
+    cands.clear();
+    cands.extend(workers.iter().filter(|w| unrefused(w)).filter_map(|&w| {
+        let l = links.get(&w).filter(|l| l.placeable())?;
+        Some(Candidate {
+            id: w,
+            slot: l.slot,
+            load: l.load(),
+            has_room: l.has_room(window),
+        })
+    }));
+    if *policy == Policy::Least {
+        return schedule::least(cands, &mut rr.next).map_or(Choice::Nobody, Choice::Worker);
+    }
+    match rr.sticky.place(q.key, cands) {
+        Placed::Worker(w) => Choice::Worker(w),
+        Placed::Wait => Choice::Wait,
+        Placed::None => Choice::Nobody,
+    }
+}
+
+enum Peeked {
+    Bytes(usize),
+    Nothing,
+    Closed,
+}
+
+/// The start of a connection's bytes, left in place.
+fn peek(fd: i32, buf: &mut [u8]) -> Peeked {
+    // SAFETY: `buf` is a live buffer of the length given.
+    match syscall!(recv(
+        fd,
+        buf.as_mut_ptr().cast(),
+        buf.len(),
+        libc::MSG_PEEK | libc::MSG_DONTWAIT
+    )) {
+        Ok(0) => Peeked::Closed,
+        Ok(n) => Peeked::Bytes(n as usize),
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Peeked::Nothing,
+        Err(_) => Peeked::Closed,
+    }
 }
 
 pub struct Reactor {
@@ -89,6 +174,10 @@ pub struct Reactor {
     /// Fds of connections sent in this round, closed together after it.
     sent_fds: Vec<i32>,
     touched: Vec<u32>,
+    /// Candidates for `choose`, reused.
+    cands: Vec<Candidate>,
+    /// Where a connection's first bytes are peeked into.
+    peek_buf: Vec<u8>,
     /// Workers that refused a connection, by its seq (see `REFUSALS_KEPT`).
     refusals: HashMap<u32, (Vec<u32>, Instant)>,
     rerouted: Rerouted,
@@ -115,6 +204,8 @@ impl Reactor {
             batch: Batch::default(),
             sent_fds: Vec::new(),
             touched: Vec::new(),
+            cands: Vec::new(),
+            peek_buf: vec![0; MAX_HEAD],
             refusals: HashMap::new(),
             rerouted: Rerouted::default(),
             retired: Stats::new().retired,
@@ -155,11 +246,13 @@ impl Reactor {
             for link in self.links.values_mut() {
                 link.observe(now);
             }
+            let mut readable_peeks = Vec::new();
             for (t, p) in targets.iter().zip(pollfds.iter()) {
                 if p.revents == 0 {
                     continue;
                 }
                 match *t {
+                    Target::Peek => readable_peeks.push(p.fd),
                     Target::Wake => {
                         if !self.take_commands() {
                             return Ok(());
@@ -187,6 +280,7 @@ impl Reactor {
                 }
             }
             self.take_back_stalled(now);
+            self.settle_peeks(&readable_peeks, now);
             self.dispatch_queued();
             if resting.is_none() {
                 self.rested = self.round_sent >= BUSY_ROUND || (self.rested && self.round_sent > 0);
@@ -259,9 +353,15 @@ impl Reactor {
         let mut handles: Vec<_> = self.handles.map.values().collect();
         handles.sort_by_key(|h| h.id);
         for h in handles {
-            let (policy, accepted, fd) = match &h.kind {
-                Kind::RoundRobin(rr) => ("rr", Some(rr.accepted), rr.listener_fd()),
-                Kind::Shared(s) => ("shared", None, s.fd.as_fd()),
+            let (policy, accepted, fd, waiting, sticky_keys) = match &h.kind {
+                Kind::RoundRobin(rr) => (
+                    "rr",
+                    Some(rr.accepted),
+                    rr.listener_fd(),
+                    rr.queue.len() + rr.peeking.len(),
+                    rr.sticky.keys(),
+                ),
+                Kind::Shared(s) => ("shared", None, s.fd.as_fd(), 0, 0),
             };
             let queue = stats::accept_queue(fd);
             out.listeners.push(ListenerStats {
@@ -272,6 +372,8 @@ impl Reactor {
                 accepted,
                 queue: queue.map(|q| q.0),
                 queue_limit: queue.map(|q| q.1),
+                waiting,
+                sticky_keys,
             });
         }
         out.rerouted = self.rerouted.clone();
@@ -299,16 +401,30 @@ impl Reactor {
                 let Kind::RoundRobin(rr) = &h.kind else {
                     continue;
                 };
-                if let Some(until) = rr.paused_until.filter(|&t| t > now) {
-                    wake_by(until);
-                } else if !rr.queue.is_empty() || !self.any_room(&h.workers) {
+                let room = self.any_room(&h.workers);
+                if !rr.queue.is_empty() || !room {
                     // Someone's window will free up without telling us.
                     if !h.workers.is_empty() {
                         wake_by(now + FULL_RECHECK);
                     }
-                } else {
+                }
+                if let Some(until) = rr.paused_until.filter(|&t| t > now) {
+                    wake_by(until);
+                } else if room && rr.queue.len() + rr.peeking.len() < MAX_WAITING {
                     targets.push(Target::Listener(h.id));
                     pollfds.push(pollfd(rr.listener_fd().as_raw_fd(), libc::POLLIN));
+                }
+            }
+        }
+        for h in self.handles.map.values() {
+            let Kind::RoundRobin(rr) = &h.kind else {
+                continue;
+            };
+            for p in &rr.peeking {
+                wake_by(if p.partial { now + PARTIAL_RECHECK } else { p.deadline });
+                if !p.partial {
+                    targets.push(Target::Peek);
+                    pollfds.push(pollfd(p.q.fd.as_raw_fd(), libc::POLLIN));
                 }
             }
         }
@@ -361,6 +477,7 @@ impl Reactor {
                     self.drop_link(id);
                 }
                 Command::SetWindow { window } => self.config.window = window.clamp(1, super::MAX_WINDOW),
+                Command::Inherit { from, to } => self.inherit(from, to),
                 // The asker may have given up waiting: nothing to do then.
                 Command::Stats { reply } => {
                     let _ = reply.try_send(self.stats());
@@ -372,9 +489,14 @@ impl Reactor {
     }
 
     fn add_worker(&mut self, id: u32, fd: OwnedFd) {
+        // The lowest free slot: a worker respawned after one that died takes
+        // its place, and with it its sticky keys.
+        let slot = (0..)
+            .find(|s| !self.links.values().any(|l| l.slot == *s))
+            .expect("fewer workers than slots");
         let link = Channel::new(fd)
             .during("fcntl")
-            .and_then(|chan| Link::new(chan, Instant::now()));
+            .and_then(|chan| Link::new(chan, slot, Instant::now()));
         match link {
             Ok(link) => {
                 self.links.insert(id, link);
@@ -382,6 +504,22 @@ impl Reactor {
             // Already exited (it could not even start): its 'exit' says so.
             Err(Error::Os { source, .. }) if peer_gone(&source) => {}
             Err(error) => (self.sink)(Event::WorkerError { id, error }),
+        }
+    }
+
+    /// Worker `to` takes worker `from`'s slot, so its sticky keys; `from`
+    /// (about to drain) gets `to`'s.
+    fn inherit(&mut self, from: u32, to: u32) {
+        let (Some(a), Some(b)) = (
+            self.links.get(&from).map(|l| l.slot),
+            self.links.get(&to).map(|l| l.slot),
+        ) else {
+            return;
+        };
+        for (id, slot) in [(from, b), (to, a)] {
+            if let Some(l) = self.links.get_mut(&id) {
+                l.slot = slot;
+            }
         }
     }
 
@@ -455,7 +593,7 @@ impl Reactor {
         if !link.routing {
             return Ok(());
         }
-        let (reply, fds) = match self.handles.get_or_create(&q, self.config.policy) {
+        let (reply, fds) = match self.handles.get_or_create(&q, &self.config.policy) {
             // The asker's own data comes back, as Node's primary answers
             // with the data of the handle it just tried to create.
             Err(e) => (
@@ -554,6 +692,7 @@ impl Reactor {
             seq: record.seq,
             refused_by,
             accepted_ns: record.accepted_ns,
+            key: record.key,
         };
         self.push_queued(record.handle, q);
     }
@@ -627,6 +766,7 @@ impl Reactor {
     /// has room, and sends each worker its batch in one `sendmmsg`.
     fn dispatch(&mut self, id: u32) {
         let window = self.config.window;
+        let policy = &self.config.policy;
         let Some(h) = self.handles.map.get_mut(&id) else {
             return;
         };
@@ -636,52 +776,70 @@ impl Reactor {
         let links = &mut self.links;
         let touched = &mut self.touched;
         let round_sent = &mut self.round_sent;
+        let cands = &mut self.cands;
         let mut assign = |links: &mut HashMap<u32, Link>, w: u32, q: Queued| {
             *round_sent += 1;
             links
                 .get_mut(&w)
-                .expect("picked workers have links")
+                .expect("chosen workers have links")
                 .batch
                 .push((id, q));
             if !touched.contains(&w) {
                 touched.push(w);
             }
         };
+        // Connections waiting for a full sticky worker keep their place.
+        let mut waiting = VecDeque::new();
         while let Some(q) = rr.queue.pop_front() {
             // Every worker refused it: closed, rather than passed around forever.
             if h.workers.iter().all(|w| q.refused_by.contains(w)) {
                 self.refusals.remove(&q.seq);
                 continue;
             }
-            let pick = rr.pick(&h.workers, |w| {
-                !q.refused_by.contains(&w) && links.get(&w).is_some_and(|l| l.has_room(window))
-            });
-            let Some(w) = pick else {
-                rr.queue.push_front(q);
-                break;
-            };
-            assign(links, w, q);
+            match choose(policy, rr, &h.workers, links, window, &q, cands) {
+                Choice::Worker(w) => assign(links, w, q),
+                Choice::Wait => waiting.push_back(q),
+                Choice::Nobody => {
+                    rr.queue.push_front(q);
+                    break;
+                }
+            }
         }
-        if rr.queue.is_empty() && rr.paused_until.is_none_or(|t| t <= Instant::now()) {
+        while let Some(q) = waiting.pop_back() {
+            rr.queue.push_front(q);
+        }
+        let head_key = matches!(policy, Policy::Sticky(spec) if spec.needs_head());
+        let want_addr = matches!(policy, Policy::Sticky(_));
+        if rr.paused_until.is_none_or(|t| t <= Instant::now()) {
             rr.paused_until = None;
-            while h
-                .workers
-                .iter()
-                .any(|w| links.get(w).is_some_and(|l| l.has_room(window)))
+            while rr.queue.len() + rr.peeking.len() < MAX_WAITING
+                && h.workers
+                    .iter()
+                    .any(|w| links.get(w).is_some_and(|l| l.has_room(window)))
             {
-                match rr.accept() {
-                    Ok(Accepted::Conn(fd)) => {
-                        let w = rr
-                            .pick(&h.workers, |w| links.get(&w).is_some_and(|l| l.has_room(window)))
-                            .expect("a worker with room exists");
+                match rr.accept(want_addr) {
+                    Ok(Accepted::Conn(fd, addr_key)) => {
                         self.next_seq = self.next_seq.wrapping_add(1);
                         let q = Queued {
                             fd,
                             seq: self.next_seq,
                             refused_by: Vec::new(),
                             accepted_ns: crate::page::monotonic_ns(),
+                            // No address (a unix socket): any worker will do.
+                            key: addr_key.unwrap_or_else(|| super::sticky::mix(self.next_seq as u64)),
                         };
-                        assign(links, w, q);
+                        if head_key {
+                            rr.peeking.push(Peek {
+                                q,
+                                deadline: Instant::now() + PEEK_WAIT,
+                                partial: false,
+                            });
+                            continue;
+                        }
+                        match choose(policy, rr, &h.workers, links, window, &q, cands) {
+                            Choice::Worker(w) => assign(links, w, q),
+                            Choice::Wait | Choice::Nobody => rr.queue.push_back(q),
+                        }
                     }
                     Ok(Accepted::Drained) => break,
                     Ok(Accepted::OutOfFds) => {
@@ -697,6 +855,53 @@ impl Reactor {
             }
         }
         self.flush_touched();
+    }
+
+    /// Looks at connections waiting for their first request's head: those
+    /// that became readable, those with part of a head, and those out of
+    /// time. Each that is decided joins its handle's queue with its key.
+    fn settle_peeks(&mut self, readable: &[i32], now: Instant) {
+        let Policy::Sticky(spec) = &self.config.policy else {
+            return;
+        };
+        let buf = &mut self.peek_buf;
+        for h in self.handles.map.values_mut() {
+            let Kind::RoundRobin(rr) = &mut h.kind else {
+                continue;
+            };
+            let mut i = 0;
+            while i < rr.peeking.len() {
+                let p = &mut rr.peeking[i];
+                let fd = p.q.fd.as_raw_fd();
+                if !(p.partial || p.deadline <= now || readable.contains(&fd)) {
+                    i += 1;
+                    continue;
+                }
+                let decided = match peek(fd, buf) {
+                    // Not there yet (or only part of the head) and still in time.
+                    Peeked::Bytes(n) => match super::sticky::find_key(spec, &buf[..n]) {
+                        Head::Key(k) => Some(super::sticky::hash(k)),
+                        Head::NoKey => Some(p.q.key),
+                        Head::Partial if p.deadline <= now => Some(p.q.key),
+                        Head::Partial => {
+                            p.partial = n > 0;
+                            None
+                        }
+                    },
+                    Peeked::Nothing if p.deadline > now => None,
+                    // Gone, failed, or silent too long: its address decides.
+                    Peeked::Nothing | Peeked::Closed => Some(p.q.key),
+                };
+                match decided {
+                    Some(key) => {
+                        let mut p = rr.peeking.swap_remove(i);
+                        p.q.key = key;
+                        rr.queue.push_back(p.q);
+                    }
+                    None => i += 1,
+                }
+            }
+        }
     }
 
     fn flush_touched(&mut self) {

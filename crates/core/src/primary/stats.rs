@@ -94,6 +94,10 @@ pub struct ListenerStats {
     /// The kernel's accept queue: connections waiting, and its limit (TCP only).
     pub queue: Option<u32>,
     pub queue_limit: Option<u32>,
+    /// Waiting in the primary: for a sticky worker's room, or a request head.
+    pub waiting: usize,
+    /// Sticky keys remembered.
+    pub sticky_keys: usize,
 }
 
 impl Stats {

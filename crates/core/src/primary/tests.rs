@@ -1,6 +1,7 @@
 //! The reactor driven by fake workers over real socketpairs and real TCP
 //! clients on 127.0.0.1: routing, the window, refusal, stalls and death.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -128,19 +129,16 @@ impl FakeWorker {
 }
 
 fn start(window: usize) -> (Primary, mpsc::Receiver<Event>) {
+    start_with(Policy::RoundRobin, window)
+}
+
+fn start_with(policy: Policy, window: usize) -> (Primary, mpsc::Receiver<Event>) {
     let (tx, rx) = mpsc::channel();
     let tx = std::sync::Mutex::new(tx);
     let sink: EventSink = Arc::new(move |e| {
         let _ = tx.lock().unwrap().send(e);
     });
-    let p = Primary::start(
-        Config {
-            policy: Policy::RoundRobin,
-            window,
-        },
-        sink,
-    )
-    .unwrap();
+    let p = Primary::start(Config { policy, window }, sink).unwrap();
     (p, rx)
 }
 
@@ -337,6 +335,7 @@ fn a_garbled_hand_off_message_cuts_off_only_the_sender() {
         seq: 1,
         returned: Returned::Refused,
         accepted_ns: 0,
+        key: 0,
     }
     .encode();
     let raw = a.handoff.as_ref().unwrap().as_raw_fd();
@@ -455,5 +454,151 @@ fn stats_count_what_each_worker_read_and_what_was_taken_back() {
         }
         assert!(Instant::now() < deadline, "workers still listed");
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Workers 1 and 2 (and more) on one listener under `policy`.
+fn workers_with(policy: Policy, n: u32) -> (Primary, Vec<FakeWorker>, u16) {
+    let (p, _events) = start_with(policy, 8);
+    let mut ws: Vec<FakeWorker> = (1..=n).map(|id| FakeWorker::join(&p, id)).collect();
+    ws[0].query("k", 0);
+    let port = ws[0].reply().sockname.unwrap().port;
+    for w in &mut ws[1..] {
+        w.query("k", 0);
+        w.reply();
+    }
+    (p, ws, port)
+}
+
+/// Which worker (index) got each of `n` connections, reading them as they come.
+fn who_gets(ws: &[FakeWorker], n: usize) -> Vec<(usize, OwnedFd)> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut got = Vec::new();
+    while got.len() < n {
+        assert!(Instant::now() < deadline, "got {} of {n}", got.len());
+        for (i, w) in ws.iter().enumerate() {
+            if let Some((_, fd)) = w.read_one() {
+                got.push((i, fd));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    got
+}
+
+#[test]
+fn least_sends_new_connections_to_the_least_loaded_worker() {
+    let (_p, ws, port) = workers_with(Policy::Least, 2);
+    for _ in 0..3 {
+        ws[0].page.as_ref().unwrap().opened(0);
+    }
+    // One at a time, so each choice sees the last one counted.
+    let mut to = Vec::new();
+    let mut keep = Vec::new();
+    for i in 0..5 {
+        keep.push(client(port, i));
+        let (w, fd) = who_gets(&ws, 1).pop().unwrap();
+        ws[w].page.as_ref().unwrap().opened(0);
+        to.push(w);
+        keep.push(TcpStream::from(fd));
+    }
+    assert_eq!(&to[..3], &[1, 1, 1], "worker 2 first, until it holds as many: {to:?}");
+    assert!(to[3..].contains(&0), "then both: {to:?}");
+}
+
+/// Sends a request with header `x-session: <session>` on a new connection.
+fn request_with(port: u16, session: &str) -> TcpStream {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        c,
+        "GET /?sid={session} HTTP/1.1\r\nHost: x\r\nX-Session: {session}\r\n\r\n"
+    )
+    .unwrap();
+    c
+}
+
+#[test]
+fn sticky_by_header_keeps_each_session_on_one_worker_and_leaves_its_bytes_unread() {
+    let spec = crate::primary::sticky::KeySpec::parse("header:x-session").unwrap();
+    let (_p, ws, port) = workers_with(Policy::Sticky(spec), 3);
+    let mut first = HashMap::new();
+    let mut keep = Vec::new();
+    for round in 0..3 {
+        for s in 0..12 {
+            keep.push(request_with(port, &format!("s{s}")));
+            let (w, fd) = who_gets(&ws, 1).pop().unwrap();
+            let mut head = vec![0u8; 200];
+            let mut stream = TcpStream::from(fd);
+            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let n = stream.read(&mut head).unwrap();
+            assert!(
+                head[..n].starts_with(b"GET /?sid="),
+                "the worker reads the whole request"
+            );
+            let prev = *first.entry(s).or_insert(w);
+            assert_eq!(prev, w, "session s{s} moved in round {round}");
+        }
+    }
+    let used: std::collections::HashSet<_> = first.values().collect();
+    assert!(used.len() >= 2, "12 sessions spread over workers: {first:?}");
+}
+
+#[test]
+fn sticky_by_ip_sends_one_client_address_to_one_worker() {
+    let (_p, ws, port) = workers_with(Policy::Sticky(crate::primary::sticky::KeySpec::Ip), 3);
+    let _c: Vec<_> = (0..9).map(|i| client(port, i)).collect();
+    let got = who_gets(&ws, 9);
+    assert!(
+        got.iter().all(|(w, _)| *w == got[0].0),
+        "all from 127.0.0.1 to one worker"
+    );
+}
+
+#[test]
+fn a_silent_client_holds_up_no_one_when_keys_are_in_the_head() {
+    let spec = crate::primary::sticky::KeySpec::parse("query:sid").unwrap();
+    let (_p, ws, port) = workers_with(Policy::Sticky(spec), 2);
+    let silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    let t0 = Instant::now();
+    let _talk: Vec<_> = (0..4).map(|s| request_with(port, &format!("t{s}"))).collect();
+    let got = who_gets(&ws, 4);
+    assert!(
+        t0.elapsed() < Duration::from_millis(40),
+        "keyed requests waited {:?}",
+        t0.elapsed()
+    );
+    // The silent one is handed over once its wait is up, keyed by its address.
+    let late = who_gets(&ws, 1);
+    assert_eq!(late.len(), 1);
+    drop((silent, got));
+}
+
+#[test]
+fn a_replacement_inherits_its_predecessors_sticky_keys() {
+    let spec = crate::primary::sticky::KeySpec::parse("header:x-session").unwrap();
+    let (p, mut ws, port) = workers_with(Policy::Sticky(spec), 2);
+    let mut owner = HashMap::new();
+    let mut keep = Vec::new();
+    for s in 0..10 {
+        keep.push(request_with(port, &format!("k{s}")));
+        let (w, fd) = who_gets(&ws, 1).pop().unwrap();
+        owner.insert(s, w);
+        keep.push(TcpStream::from(fd));
+    }
+    // Worker 3 replaces worker 1 (index 0), which then drains.
+    let mut w3 = FakeWorker::join(&p, 3);
+    w3.query("k", 0);
+    w3.reply();
+    p.send(Command::Inherit { from: 1, to: 3 });
+    p.send(Command::StopRouting { id: 1 });
+    std::thread::sleep(Duration::from_millis(20));
+    ws.push(w3);
+    for s in 0..10 {
+        keep.push(request_with(port, &format!("k{s}")));
+        let (w, fd) = who_gets(&ws, 1).pop().unwrap();
+        let expected = if owner[&s] == 0 { 2 } else { owner[&s] };
+        assert_eq!(w, expected, "session k{s}: worker 1's keys go to 3, worker 2's stay");
+        keep.push(TcpStream::from(fd));
     }
 }

@@ -1,0 +1,115 @@
+'use strict';
+// Routing beyond round-robin, through its three doors: least-connections set
+// through the API, sticky sessions set through the environment of an
+// unchanged node:cluster app, and both through the rs-cluster command; and
+// bad input at setup.
+const test = require('node:test');
+const assert = require('node:assert');
+const http = require('node:http');
+const path = require('node:path');
+const { startCluster, ROOT, get } = require('./helpers');
+const { command } = require('./supervisor-helpers');
+
+const REGISTER = path.join(ROOT, 'js', 'register.js');
+
+function routingApp(env) {
+  return startCluster('routing-cluster.js', { execArgv: ['-r', REGISTER], env: { WORKERS: '2', ...env } });
+}
+
+async function ready(c, workers) {
+  await c.waitFor((ev) => ev.event === 'listening' && c.events.filter((e) => e.event === 'listening').length >= workers);
+  return c.events.find((e) => e.event === 'listening').port;
+}
+
+// A request whose response stays open: resolves with the answering pid and
+// a function that closes the connection.
+function hold(port) {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/hold', agent: false }, (res) => {
+      res.once('data', (d) => resolve({ pid: `${d}`, close: () => req.destroy() }));
+    });
+    req.on('error', reject);
+    req.setTimeout(5000, () => req.destroy(new Error('hold timed out')));
+  });
+}
+
+async function sequential(port, n, headers = {}, pathFor = () => '/') {
+  const pids = [];
+  for (let i = 0; i < n; i++) pids.push((await get(port, { headers: { connection: 'close', ...headers }, path: pathFor(i) })).body);
+  return pids;
+}
+
+test('least (API): new connections go to the worker with fewer live connections', { timeout: 30000 }, async (t) => {
+  const c = routingApp({ ROUTING_API: 'least' });
+  t.after(() => c.stop());
+  const port = await ready(c, 2);
+  assert.strictEqual(c.events.find((e) => e.event === 'primary').policy, 3);
+  // Six long-lived connections: three on each worker.
+  const held = [];
+  for (let i = 0; i < 6; i++) held.push(await hold(port));
+  const byPid = {};
+  for (const h of held) (byPid[h.pid] ||= []).push(h);
+  assert.deepStrictEqual(Object.values(byPid).map((v) => v.length).sort(), [3, 3], JSON.stringify(Object.keys(byPid)));
+  // Closing one worker's three leaves it the lighter one: it gets the next ones.
+  const [light, heavy] = Object.keys(byPid);
+  for (const h of byPid[light]) h.close();
+  await new Promise((r) => setTimeout(r, 200));
+  const next = await sequential(port, 6);
+  t.diagnostic(`light ${light}, heavy ${heavy}, next ${next}`);
+  assert.deepStrictEqual(next, Array(6).fill(light), 'short requests all go to the idle worker');
+  for (const h of byPid[heavy]) h.close();
+});
+
+test('sticky by header (environment, unchanged app): each session stays on one worker', { timeout: 30000 }, async (t) => {
+  const c = routingApp({ WORKERS: '3', NODE_CLUSTER_SCHED_POLICY: 'sticky', RS_CLUSTER_STICKY_KEY: 'header:x-session' });
+  t.after(() => c.stop());
+  const port = await ready(c, 3);
+  const primary = c.events.find((e) => e.event === 'primary');
+  assert.deepStrictEqual([primary.policy, primary.sticky], [4, 'header:x-session']);
+  const owner = {};
+  for (let round = 0; round < 3; round++) {
+    for (let s = 0; s < 10; s++) {
+      const [pid] = await sequential(port, 1, { 'x-session': `user-${s}` });
+      owner[s] ??= pid;
+      assert.strictEqual(pid, owner[s], `session ${s} moved in round ${round}`);
+    }
+  }
+  assert.ok(new Set(Object.values(owner)).size >= 2, `sessions spread: ${JSON.stringify(owner)}`);
+  // Requests without the header fall back to the client's address: one worker.
+  assert.strictEqual(new Set(await sequential(port, 6)).size, 1);
+});
+
+test('the rs-cluster command: --policy sticky --sticky-key query:sid and --policy least serve', { timeout: 40000 }, async (t) => {
+  const sticky = command(['-w', '3', '--policy', 'sticky', '--sticky-key', 'query:sid', 'supervisor-app.js']);
+  t.after(() => sticky.stop());
+  await sticky.waitFor((ev) => ev.event === 'listening' && sticky.events.filter((e) => e.event === 'listening').length >= 3);
+  const port = sticky.events.find((e) => e.event === 'listening').port;
+  for (const sid of ['a', 'b', 'c', 'd']) {
+    const pids = await sequential(port, 4, {}, () => `/?EIO=4&transport=polling&sid=${sid}`);
+    assert.strictEqual(new Set(pids).size, 1, `sid ${sid}: ${pids}`);
+  }
+  const least = command(['-w', '2', '--policy', 'least', 'supervisor-app.js']);
+  t.after(() => least.stop());
+  await least.waitFor((ev) => ev.event === 'listening' && least.events.filter((e) => e.event === 'listening').length >= 2);
+  const lport = least.events.find((e) => e.event === 'listening').port;
+  assert.strictEqual(new Set(await sequential(lport, 8)).size, 2, 'idle workers take turns');
+});
+
+test('a bad sticky key is an ERR_INVALID_ARG_VALUE at setup; nothing is forked', { timeout: 20000 }, async () => {
+  const cases = [
+    { ROUTING_STICKY: 'body:x' },
+    { NODE_CLUSTER_SCHED_POLICY: 'sticky', RS_CLUSTER_STICKY_KEY: 'header:' },
+  ];
+  for (const env of cases) {
+    const c = routingApp(env);
+    try {
+      const exit = await c.waitExit(10000);
+      assert.notStrictEqual(exit.code, 0, JSON.stringify(env));
+      assert.match(c.stderr, /ERR_INVALID_ARG_VALUE/, JSON.stringify(env));
+      assert.match(c.stderr, /'ip', 'header:NAME', 'cookie:NAME' or 'query:NAME'/);
+      assert.ok(!c.events.some((e) => e.event === 'listening'), 'no worker started');
+    } finally {
+      await c.stop();
+    }
+  }
+});

@@ -1,0 +1,239 @@
+//! Which worker gets a connection, beyond strict rotation: the fewest live
+//! connections (`least`), or a client's own worker (`sticky`). Pure logic;
+//! the reactor gives it the workers that can take a connection now, each
+//! with its load (live connections plus those sent and not yet read).
+
+use std::collections::{HashMap, VecDeque};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub id: u32,
+    /// The worker's place for sticky keys: a replacement inherits it.
+    pub slot: u32,
+    pub load: u64,
+    /// It can take one now (else a sticky key waits for it).
+    pub has_room: bool,
+}
+
+/// The least loaded worker with room; ties go to the first after `next` in
+/// rotation, so equal workers still take turns.
+pub fn least(cands: &[Candidate], next: &mut usize) -> Option<u32> {
+    let n = cands.len();
+    let mut best: Option<usize> = None;
+    for i in 0..n {
+        let idx = (*next + i) % n;
+        let c = &cands[idx];
+        if c.has_room && best.is_none_or(|b| c.load < cands[b].load) {
+            best = Some(idx);
+        }
+    }
+    let idx = best?;
+    *next = (idx + 1) % n;
+    Some(cands[idx].id)
+}
+
+/// No worker holds more than this factor times the average load when a new
+/// key is placed (consistent hashing with bounded loads).
+pub const BALANCE_FACTOR: f64 = 1.25;
+
+/// Keys remembered at most (the oldest unused go first): far more clients
+/// than a cluster has connections at once.
+pub const MAX_KEYS: usize = 100_000;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Placed {
+    Worker(u32),
+    /// The key's worker lives but has no room now: keep the connection
+    /// queued for it rather than break stickiness.
+    Wait,
+    None,
+}
+
+/// Keys to slots. A key seen before goes where it went, while that slot's
+/// worker can serve; a new key goes to the slot that ranks it highest
+/// (rendezvous hashing: adding a worker moves only the keys it now ranks
+/// first, removing one moves only its own) among those under the load bound.
+#[derive(Debug, Default)]
+pub struct Sticky {
+    affinity: HashMap<u64, u32>,
+    /// Keys in order of first placement, for eviction past MAX_KEYS.
+    order: VecDeque<u64>,
+}
+
+fn rank(key: u64, slot: u32) -> u64 {
+    super::sticky::mix(key ^ (slot as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
+impl Sticky {
+    /// `cands` are the workers that serve this listener and may get new
+    /// connections (a stalled or draining one is not among them).
+    pub fn place(&mut self, key: u64, cands: &[Candidate]) -> Placed {
+        if let Some(&slot) = self.affinity.get(&key) {
+            if let Some(c) = cands.iter().find(|c| c.slot == slot) {
+                return if c.has_room { Placed::Worker(c.id) } else { Placed::Wait };
+            }
+        }
+        let Some(c) = pick(key, cands) else {
+            return Placed::None;
+        };
+        if self.affinity.insert(key, c.slot).is_none() {
+            self.order.push_back(key);
+            if self.order.len() > MAX_KEYS {
+                if let Some(old) = self.order.pop_front() {
+                    self.affinity.remove(&old);
+                }
+            }
+        }
+        if c.has_room {
+            Placed::Worker(c.id)
+        } else {
+            Placed::Wait
+        }
+    }
+
+    /// How many keys it remembers.
+    pub fn keys(&self) -> usize {
+        self.affinity.len()
+    }
+}
+
+/// Rendezvous choice under the load bound: every worker ranks the key, and
+/// the best-ranked one below `BALANCE_FACTOR` times the average takes it.
+fn pick(key: u64, cands: &[Candidate]) -> Option<Candidate> {
+    if cands.is_empty() {
+        return None;
+    }
+    let total: u64 = cands.iter().map(|c| c.load).sum();
+    let bound = (BALANCE_FACTOR * (total + 1) as f64 / cands.len() as f64).ceil() as u64;
+    let mut ranked: Vec<&Candidate> = cands.iter().collect();
+    ranked.sort_by_key(|c| std::cmp::Reverse(rank(key, c.slot)));
+    ranked.iter().find(|c| c.load < bound).or(ranked.first()).map(|c| **c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workers(n: u32) -> Vec<Candidate> {
+        (0..n)
+            .map(|i| Candidate {
+                id: 100 + i,
+                slot: i,
+                load: 0,
+                has_room: true,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn least_picks_the_lightest_and_rotates_ties() {
+        let mut c = workers(3);
+        c[0].load = 5;
+        c[1].load = 2;
+        c[2].load = 2;
+        let mut next = 0;
+        assert_eq!(least(&c, &mut next), Some(101));
+        assert_eq!(least(&c, &mut next), Some(102), "a tie goes to the next in rotation");
+        assert_eq!(least(&c, &mut next), Some(101));
+        c[1].has_room = false;
+        c[2].has_room = false;
+        assert_eq!(least(&c, &mut next), Some(100), "only workers with room");
+        c[0].has_room = false;
+        assert_eq!(least(&c, &mut next), None);
+    }
+
+    /// Where 10,000 fresh keys land, no load counted.
+    fn placement(cands: &[Candidate]) -> Vec<u32> {
+        (0..10_000u64)
+            .map(|k| pick(super::super::sticky::mix(k), cands).unwrap().slot)
+            .collect()
+    }
+
+    #[test]
+    fn replacing_a_worker_moves_no_other_workers_keys() {
+        let before = placement(&workers(8));
+        // Worker in slot 3 replaced: same slot, another id.
+        let mut after_w = workers(8);
+        after_w[3].id = 999;
+        assert_eq!(
+            placement(&after_w),
+            before,
+            "a slot keeps its keys across a replacement"
+        );
+        // Worker in slot 3 gone for good: only its keys move.
+        let without: Vec<Candidate> = workers(8).into_iter().filter(|c| c.slot != 3).collect();
+        let after = placement(&without);
+        for (b, a) in before.iter().zip(&after) {
+            if *b != 3 {
+                assert_eq!(a, b, "a key of another worker moved");
+            }
+        }
+    }
+
+    #[test]
+    fn adding_a_worker_moves_about_its_share_of_keys() {
+        let before = placement(&workers(8));
+        let after = placement(&workers(9));
+        let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count();
+        assert!(
+            after.iter().zip(&before).all(|(a, b)| a == b || *a == 8),
+            "keys only move to the new worker"
+        );
+        assert!(moved as f64 <= 10_000.0 * (1.0 / 8.0 + 0.02), "moved {moved}");
+        // Each of 9 workers gets about a ninth.
+        for slot in 0..9 {
+            let n = after.iter().filter(|&&s| s == slot).count();
+            assert!((900..1330).contains(&n), "slot {slot} has {n}");
+        }
+    }
+
+    #[test]
+    fn a_known_key_stays_and_a_full_worker_makes_it_wait() {
+        let mut s = Sticky::default();
+        let mut c = workers(4);
+        let Placed::Worker(first) = s.place(42, &c) else {
+            panic!()
+        };
+        c.iter_mut().filter(|w| w.id == first).for_each(|w| w.load = 50);
+        assert_eq!(
+            s.place(42, &c),
+            Placed::Worker(first),
+            "stickiness first, balance second"
+        );
+        c.iter_mut().filter(|w| w.id == first).for_each(|w| w.has_room = false);
+        assert_eq!(s.place(42, &c), Placed::Wait);
+        // Its worker stalled or gone: the key moves, and then stays there.
+        let others: Vec<Candidate> = c.iter().copied().filter(|w| w.id != first).collect();
+        let Placed::Worker(second) = s.place(42, &others) else {
+            panic!()
+        };
+        assert_ne!(second, first);
+        assert_eq!(s.place(42, &c), Placed::Worker(second));
+    }
+
+    #[test]
+    fn new_keys_respect_the_load_bound() {
+        let mut s = Sticky::default();
+        let mut c = workers(4);
+        for k in 0..4_000u64 {
+            if let Placed::Worker(id) = s.place(super::super::sticky::mix(k), &c) {
+                c.iter_mut().filter(|w| w.id == id).for_each(|w| w.load += 1);
+            }
+        }
+        let avg = 1_000.0;
+        for w in &c {
+            assert!((w.load as f64) <= avg * BALANCE_FACTOR + 1.0, "{w:?}");
+        }
+        assert_eq!(s.keys(), 4_000);
+    }
+
+    #[test]
+    fn old_keys_are_forgotten_past_the_limit() {
+        let mut s = Sticky::default();
+        let c = workers(2);
+        for k in 0..(MAX_KEYS as u64 + 10) {
+            s.place(k, &c);
+        }
+        assert_eq!(s.keys(), MAX_KEYS);
+    }
+}
