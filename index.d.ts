@@ -37,14 +37,19 @@ declare namespace cluster {
 
     /** The second argument of the `'restart'` event. */
     interface RestartInfo {
-        /** `'crash'`: exited unexpectedly (respawn); `'reload'`: cluster.reload(); `'memory'`: over maxMemory. */
-        reason: "crash" | "reload" | "memory";
+        /**
+         * `'crash'`: exited unexpectedly (respawn); `'reload'`: cluster.reload(); `'memory'`: over maxMemory;
+         * `'hang'`: its event loop was stuck for hangTimeout.
+         */
+        reason: "crash" | "reload" | "memory" | "hang";
         /** The worker this one replaces. */
         previous: nodeCluster.Worker;
         /** reason 'crash': how the previous worker exited, and the backoff waited before this fork (ms). */
         exitCode?: number | null;
         signalCode?: NodeJS.Signals | null;
         delay?: number;
+        /** reason 'hang': how long its event loop had been stuck (ms). */
+        lag?: number;
         /** reason 'memory': the previous worker's resident set size (bytes) when it was replaced. */
         rss?: number;
     }
@@ -58,7 +63,7 @@ declare module "cluster" {
         respawn?: boolean | undefined;
         /** ms a disconnected worker may drain before it is killed (RS_CLUSTER_DRAIN_TIMEOUT). */
         drainTimeout?: number | undefined;
-        /** ms of a stuck event loop before a worker is replaced; 0 = off (RS_CLUSTER_HANG_TIMEOUT; not acted on yet). */
+        /** ms of a stuck event loop before a worker is killed and replaced; 0 = off (RS_CLUSTER_HANG_TIMEOUT). */
         hangTimeout?: number | undefined;
         /** MB of resident memory above which a worker is replaced gracefully; 0 = off (RS_CLUSTER_MAX_MEMORY). */
         maxMemory?: number | undefined;

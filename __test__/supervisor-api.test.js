@@ -188,3 +188,39 @@ test('--max-memory: a worker over the limit is replaced gracefully, reason memor
     await h.stop();
   }
 });
+
+test('hangTimeout: a worker stuck in a busy loop gets no new connection for long and is replaced, reason hang',
+     { timeout: 40000 }, async (t) => {
+       const h = startCluster('supervisor-primary.js', { env: { WORKERS: '2', SETTINGS: '{"hangTimeout":2000}' } });
+       try {
+         await h.waitFor(() => listening(h).length === 2, 15000);
+         const { port } = listening(h)[0];
+         // Requests every 50 ms, Connection: close, timed, while one worker spins.
+         const latencies = [];
+         let running = true;
+         const loop = (async () => {
+           while (running) {
+             const t0 = Date.now();
+             const r = await get(port, { headers: { connection: 'close' }, timeout: 5000 }).catch((e) => ({ error: e.code }));
+             latencies.push(r.error ? r.error : Date.now() - t0);
+             await new Promise((res) => setTimeout(res, 50));
+           }
+         })();
+         await new Promise((res) => setTimeout(res, 300));
+         const spinAt = Date.now();
+         const spin = get(port, { path: '/spin?ms=60000', timeout: 10000 }).catch(() => null);
+         const restart = await h.waitFor((e) => e.event === 'restart' && e.reason === 'hang', 10000);
+         const replacedAfter = Date.now() - spinAt;
+         await h.waitFor(() => listening(h).some((e) => e.pid === restart.pid), 10000);
+         running = false;
+         await loop;
+         void spin;
+         t.diagnostic(`replaced after ${replacedAfter} ms, lag ${restart.lag} ms, latencies ${latencies}`);
+         assert.ok(restart.lag >= 2000, `lag ${restart.lag}`);
+         assert.ok(replacedAfter < 3500, `replaced within about 3 s: ${replacedAfter} ms`);
+         assert.ok(latencies.every((l) => typeof l === 'number'), `every request succeeds: ${latencies}`);
+         assert.ok(Math.max(...latencies) < 1000, `none waits on the hung worker for 1 s: ${latencies}`);
+       } finally {
+         await h.stop();
+       }
+     });

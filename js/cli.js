@@ -50,8 +50,7 @@ const HELP = `rs-cluster [options] <script> [script args...]   run an unchanged 
                           the worker with the fewest live connections, or a client's own worker
   --sticky-key <key>      ip|header:NAME|cookie:NAME|query:NAME, with --policy sticky (default ip)
   --drain-timeout <ms>    graceful stop and reload: how long a worker may finish (default 30000)
-  --hang-timeout <ms>     replace a worker whose event loop is stuck this long (default 0 = off;
-                          accepted, not acted on yet)
+  --hang-timeout <ms>     replace a worker whose event loop is stuck this long (default 0 = off)
   --max-memory <MB>       replace a worker whose RSS exceeds this, gracefully (default off)
   --wait-ready            a new worker is ready when it calls process.send('ready'), not when it listens
   --no-respawn            do not replace workers that exit unexpectedly (default: respawn, with backoff)

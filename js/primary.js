@@ -43,6 +43,11 @@ const supervisor = createSupervisor(cluster, {
   inherit(from, to) {
     if (reactor !== null) reactor.inherit(from.id, to.id);
   },
+  lags() {
+    const stats = reactor === null ? null : reactor.stats();
+    const workers = stats === null ? [] : JSON.parse(stats).workers;
+    return new Map(workers.map((w) => [w.id, w.lagNs / 1e6]));
+  },
 });
 Object.defineProperty(cluster, 'reload', { value: supervisor.reload, writable: true, configurable: true });
 
@@ -123,7 +128,10 @@ cluster.setupMaster = cluster.setupPrimary;
 
 function getReactor() {
   if (reactor === null) {
-    reactor = new native.PrimaryReactor(schedulingPolicy, cluster.settings.sticky, onReactorEvent);
+    // An unknown policy (frozen after its assertion) shares handles, as
+    // node:cluster does with anything but SCHED_RR.
+    const policy = Object.values(POLICIES).includes(schedulingPolicy) ? schedulingPolicy : SCHED_NONE;
+    reactor = new native.PrimaryReactor(policy, cluster.settings.sticky, onReactorEvent);
     // Connections that may wait unread in a worker's queue (README, "Additions").
     const window = Number.parseInt(process.env[WINDOW_ENV], 10);
     if (window > 0) reactor.setWindow(window);

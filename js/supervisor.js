@@ -2,7 +2,8 @@
 // The primary's policy beyond node:cluster, each part off until asked for:
 // respawn with backoff (`respawn`), draining with a deadline (`drainTimeout`),
 // rolling reload (`cluster.reload()`), replacement of bloated workers
-// (`maxMemory`). primary.js calls the hooks below at its lifecycle points;
+// (`maxMemory`), replacement of hung workers (`hangTimeout`). primary.js calls
+// the hooks below at its lifecycle points;
 // nothing here listens on `cluster` or a worker, so an app sees the same
 // listeners and events as with node:cluster, plus 'restart'.
 
@@ -60,7 +61,8 @@ function sampleRss(pids, cb) {
 }
 
 // `routing.inherit(from, to)`: the primary's routing moves what was `from`'s
-// (sticky keys) to its replacement `to`.
+// (sticky keys) to its replacement `to`. `routing.lags()`: each worker's
+// event-loop lag in ms, by id.
 function createSupervisor(cluster, routing) {
   // Per worker: fork env (a replacement gets the same), birth time, the
   // addresses it listens on, and what reload/drain need while it lives.
@@ -71,6 +73,7 @@ function createSupervisor(cluster, routing) {
   let current = null; // the replacement job running (a reload or a memory replacement)
   let queued = null; // the reload waiting for it; later calls join it
   let sampler = null;
+  let hangWatch = null;
   let signalInstalled = false;
 
   // When a replacement for `worker` may be forked: exponential backoff
@@ -97,13 +100,40 @@ function createSupervisor(cluster, routing) {
     return worker;
   }
 
-  function respawnLater(worker, exitCode, signalCode) {
+  function respawnLater(worker, exitCode, signalCode, reason = 'crash', details = {}) {
     const delay = backoff(worker);
     const timer = setTimeout(() => {
       respawnTimers.delete(timer);
-      forkSuccessor(worker, 'crash', { exitCode, signalCode, delay });
+      forkSuccessor(worker, reason, { exitCode, signalCode, delay, ...details });
     }, delay);
     respawnTimers.add(timer);
+  }
+
+  // hangTimeout: a worker whose event loop has not turned for that long (the
+  // primary reads when it last turned from the page the worker shares with
+  // it) cannot drain, so it is killed, and replaced. The primary already
+  // stopped giving it connections: what it left unread went elsewhere.
+  function watchHangs() {
+    const limit = cluster.settings.hangTimeout;
+    if (!limit) {
+      clearInterval(hangWatch);
+      hangWatch = null;
+      return;
+    }
+    const lags = routing.lags();
+    for (const worker of Object.values(cluster.workers)) {
+      const st = state.get(worker);
+      const lag = lags.get(worker.id);
+      if (worker.isDead() || st.hungFor !== undefined || !(lag >= limit)) continue;
+      st.hungFor = lag;
+      worker.process.kill('SIGKILL');
+    }
+  }
+
+  // How often hangs are looked for: a fraction of the timeout, so one is
+  // seen soon after it passes, within bounds that keep the primary idle.
+  function hangInterval(limit) {
+    return Math.min(1000, Math.max(50, Math.floor(limit / 8)));
   }
 
   // Resolves once `worker` serves every address in `needed` (or, with
@@ -244,6 +274,8 @@ function createSupervisor(cluster, routing) {
       st.exited = new Promise((resolve) => { st.resolveExit = resolve; });
       state.set(worker, st);
       if (cluster.settings.maxMemory && sampler === null) sampler = setInterval(sample, SAMPLE_MS).unref();
+      const hang = cluster.settings.hangTimeout;
+      if (hang && hangWatch === null) hangWatch = setInterval(watchHangs, hangInterval(hang)).unref();
     },
 
     online(worker) {
@@ -288,6 +320,14 @@ function createSupervisor(cluster, routing) {
       clearTimeout(st.drainTimer);
       st.check(`${exitText(exitCode, signalCode)} before it was ready`);
       st.resolveExit();
+      // A hung worker we killed is replaced at once, unless it hung soon
+      // after it started (then with backoff, as a crash loop).
+      if (st.hungFor !== undefined && !st.successor) {
+        const details = { exitCode, signalCode, lag: st.hungFor };
+        if (Date.now() - st.born >= STABLE_MS) forkSuccessor(worker, 'hang', details);
+        else respawnLater(worker, exitCode, signalCode, 'hang', { lag: st.hungFor });
+        return;
+      }
       // Not a crash if we or the app asked it to go, if a successor is on its
       // way, or if it was one that failed its start (the reload reports it).
       if (!cluster.settings.respawn || worker.exitedAfterDisconnect || st.killed || st.successor || st.onTrial) return;

@@ -7,7 +7,7 @@ const done: Promise<void> = cluster.reload({ drainTimeout: 1000, readyTimeout: 1
 done.catch((err: NodeJS.ErrnoException) => err.code === 'ERR_RS_CLUSTER_RELOAD');
 cluster.on('restart', (worker, info) => {
   const id: number = worker.id;
-  const reason: 'crash' | 'reload' | 'memory' = info.reason;
+  const reason: 'crash' | 'reload' | 'memory' | 'hang' = info.reason;
   const previous: number = info.previous.id;
   const delay: number | undefined = info.delay;
 }).on('exit', (worker, code: number) => {});
