@@ -133,7 +133,7 @@ fn choose(
     if *policy == Policy::Least {
         return schedule::least(cands, &mut rr.next).map_or(Choice::Nobody, Choice::Worker);
     }
-    match rr.sticky.place(q.key, cands) {
+    match rr.sticky.place(q.key, q.follows, cands) {
         Placed::Worker(w) => Choice::Worker(w),
         Placed::Wait => Choice::Wait,
         Placed::None => Choice::Nobody,
@@ -693,6 +693,7 @@ impl Reactor {
             refused_by,
             accepted_ns: record.accepted_ns,
             key: record.key,
+            follows: None,
         };
         self.push_queued(record.handle, q);
     }
@@ -827,6 +828,7 @@ impl Reactor {
                             accepted_ns: crate::page::monotonic_ns(),
                             // No address (a unix socket): any worker will do.
                             key: addr_key.unwrap_or_else(|| super::sticky::mix(self.next_seq as u64)),
+                            follows: None,
                         };
                         if head_key {
                             rr.peeking.push(Peek {
@@ -880,7 +882,10 @@ impl Reactor {
                 let decided = match peek(fd, buf) {
                     // Not there yet (or only part of the head) and still in time.
                     Peeked::Bytes(n) => match super::sticky::find_key(spec, &buf[..n]) {
-                        Head::Key(k) => Some(super::sticky::hash(k)),
+                        Head::Key(k) => {
+                            p.q.follows = spec.follows_address().then_some(p.q.key);
+                            Some(super::sticky::hash(k))
+                        }
                         Head::NoKey => Some(p.q.key),
                         Head::Partial if p.deadline <= now => Some(p.q.key),
                         Head::Partial => {

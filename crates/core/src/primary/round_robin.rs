@@ -18,6 +18,9 @@ pub struct Queued {
     pub accepted_ns: u64,
     /// Its sticky key's hash (the client's address until a peek finds better).
     pub key: u64,
+    /// A session key's client address, which a new session follows
+    /// (`schedule::Sticky::place`); not kept once the key is placed.
+    pub follows: Option<u64>,
 }
 
 /// A connection whose sticky key is read from its first request, in place.

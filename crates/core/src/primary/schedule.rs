@@ -66,28 +66,46 @@ fn rank(key: u64, slot: u32) -> u64 {
 
 impl Sticky {
     /// `cands` are the workers that serve this listener and may get new
-    /// connections (a stalled or draining one is not among them).
-    pub fn place(&mut self, key: u64, cands: &[Candidate]) -> Placed {
+    /// connections (a stalled or draining one is not among them). A key not
+    /// seen before that `follows` another (a session id, and the client
+    /// address its first requests came from) goes where that one goes: the
+    /// worker that handed out the session is the one its client reached.
+    pub fn place(&mut self, key: u64, follows: Option<u64>, cands: &[Candidate]) -> Placed {
         if let Some(&slot) = self.affinity.get(&key) {
             if let Some(c) = cands.iter().find(|c| c.slot == slot) {
                 return if c.has_room { Placed::Worker(c.id) } else { Placed::Wait };
             }
         }
-        let Some(c) = pick(key, cands) else {
+        let chosen = match follows.filter(|&f| f != key) {
+            Some(origin) => {
+                let placed = self.place(origin, None, cands);
+                let slot = self.affinity.get(&origin).copied();
+                if let Some(slot) = slot {
+                    self.remember(key, slot);
+                }
+                return placed;
+            }
+            None => pick(key, cands),
+        };
+        let Some(c) = chosen else {
             return Placed::None;
         };
-        if self.affinity.insert(key, c.slot).is_none() {
+        self.remember(key, c.slot);
+        if c.has_room {
+            Placed::Worker(c.id)
+        } else {
+            Placed::Wait
+        }
+    }
+
+    fn remember(&mut self, key: u64, slot: u32) {
+        if self.affinity.insert(key, slot).is_none() {
             self.order.push_back(key);
             if self.order.len() > MAX_KEYS {
                 if let Some(old) = self.order.pop_front() {
                     self.affinity.remove(&old);
                 }
             }
-        }
-        if c.has_room {
-            Placed::Worker(c.id)
-        } else {
-            Placed::Wait
         }
     }
 
@@ -191,24 +209,24 @@ mod tests {
     fn a_known_key_stays_and_a_full_worker_makes_it_wait() {
         let mut s = Sticky::default();
         let mut c = workers(4);
-        let Placed::Worker(first) = s.place(42, &c) else {
+        let Placed::Worker(first) = s.place(42, None, &c) else {
             panic!()
         };
         c.iter_mut().filter(|w| w.id == first).for_each(|w| w.load = 50);
         assert_eq!(
-            s.place(42, &c),
+            s.place(42, None, &c),
             Placed::Worker(first),
             "stickiness first, balance second"
         );
         c.iter_mut().filter(|w| w.id == first).for_each(|w| w.has_room = false);
-        assert_eq!(s.place(42, &c), Placed::Wait);
+        assert_eq!(s.place(42, None, &c), Placed::Wait);
         // Its worker stalled or gone: the key moves, and then stays there.
         let others: Vec<Candidate> = c.iter().copied().filter(|w| w.id != first).collect();
-        let Placed::Worker(second) = s.place(42, &others) else {
+        let Placed::Worker(second) = s.place(42, None, &others) else {
             panic!()
         };
         assert_ne!(second, first);
-        assert_eq!(s.place(42, &c), Placed::Worker(second));
+        assert_eq!(s.place(42, None, &c), Placed::Worker(second));
     }
 
     #[test]
@@ -216,7 +234,7 @@ mod tests {
         let mut s = Sticky::default();
         let mut c = workers(4);
         for k in 0..4_000u64 {
-            if let Placed::Worker(id) = s.place(super::super::sticky::mix(k), &c) {
+            if let Placed::Worker(id) = s.place(super::super::sticky::mix(k), None, &c) {
                 c.iter_mut().filter(|w| w.id == id).for_each(|w| w.load += 1);
             }
         }
@@ -228,11 +246,26 @@ mod tests {
     }
 
     #[test]
+    fn a_new_session_key_goes_where_its_clients_first_requests_went() {
+        let mut s = Sticky::default();
+        let c = workers(8);
+        let address = 7;
+        let Placed::Worker(first) = s.place(address, None, &c) else {
+            panic!()
+        };
+        for session in 100..120 {
+            assert_eq!(s.place(session, Some(address), &c), Placed::Worker(first));
+            // And stays there, whatever its own hash says.
+            assert_eq!(s.place(session, None, &c), Placed::Worker(first));
+        }
+    }
+
+    #[test]
     fn old_keys_are_forgotten_past_the_limit() {
         let mut s = Sticky::default();
         let c = workers(2);
         for k in 0..(MAX_KEYS as u64 + 10) {
-            s.place(k, &c);
+            s.place(k, None, &c);
         }
         assert_eq!(s.keys(), MAX_KEYS);
     }

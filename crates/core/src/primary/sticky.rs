@@ -59,6 +59,15 @@ impl KeySpec {
     pub fn needs_head(&self) -> bool {
         !matches!(self, KeySpec::Ip)
     }
+
+    /// Cookies and query parameters hold session ids that a server hands out
+    /// in answer to a request without one: a new one goes to the worker its
+    /// client's address went to, which is the worker that made it. A header
+    /// names the client itself (`x-forwarded-for`), so it is placed by its
+    /// own hash.
+    pub fn follows_address(&self) -> bool {
+        matches!(self, KeySpec::Cookie(_) | KeySpec::Query(_))
+    }
 }
 
 /// How much of a request head is looked at, at most.
