@@ -11,7 +11,8 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { spawn } = require('node:child_process');
-const { ROOT, isAlive, descendants } = require('./helpers');
+const { ROOT } = require('./helpers');
+const { isAlive, descendants } = require('../scripts/lib/procs');
 
 const RUN = path.join(ROOT, 'bench', 'run.js');
 

@@ -6,7 +6,8 @@ const assert = require('node:assert');
 const fs = require('node:fs');
 const { execFileSync } = require('node:child_process');
 const { startCluster, HAS_SS } = require('./helpers');
-const { sleep, isAlive, load, request, waitUntil, fdList, openIdle } = require('./fixtures/faults-lib');
+const { sleep, load, request, waitUntil, fdList, openIdle } = require('./fixtures/faults-lib');
+const { isAlive } = require('../scripts/lib/procs');
 
 const report = (t, label, value) => t.diagnostic(`${label}: ${JSON.stringify(value)}`);
 

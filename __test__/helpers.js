@@ -7,9 +7,7 @@ const { spawn, execFileSync } = require('node:child_process');
 const path = require('node:path');
 const http = require('node:http');
 const readline = require('node:readline');
-// /proc readings (process tree, start times), shared with the bench.
-const procs = require('../bench/lib/procs');
-const { descendants } = procs;
+const { readStat, descendants } = require('../scripts/lib/procs');
 
 const ROOT = path.resolve(__dirname, '..');
 const FIXTURES = path.join(__dirname, 'fixtures');
@@ -29,17 +27,8 @@ const HAS_SS = (() => {
 // When `pid` started (clock ticks since boot), or null if it is gone: a pid
 // the kernel has since given to another process has another start time.
 function startTime(pid) {
-  const stat = procs.readStat(pid);
+  const stat = readStat(pid);
   return stat === null ? null : stat.starttime;
-}
-
-function isAlive(pid) {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 // Starts `node fixtures/<name>` with CLUSTER_IMPL=impl. Every JSON line the
@@ -163,4 +152,4 @@ async function eachImpl(fn, impls = IMPLS) {
   return results.map((r) => r.value);
 }
 
-module.exports = { ROOT, FIXTURES, IMPLS, HAS_SS, startCluster, eachImpl, get, isAlive, descendants };
+module.exports = { ROOT, FIXTURES, IMPLS, HAS_SS, startCluster, eachImpl, get };

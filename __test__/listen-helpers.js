@@ -10,7 +10,8 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
-const { startCluster, get, isAlive, HAS_SS } = require('./helpers');
+const { startCluster, get, HAS_SS } = require('./helpers');
+const { isAlive } = require('../scripts/lib/procs');
 
 const POLICIES = ['rr', 'none'];
 

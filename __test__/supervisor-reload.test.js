@@ -8,8 +8,8 @@ const assert = require('node:assert');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { startCluster, get, isAlive } = require('./helpers');
-const { waitGone } = require('../bench/lib/procs');
+const { startCluster, get } = require('./helpers');
+const { isAlive, waitGone } = require('../scripts/lib/procs');
 const { command, waitForLog } = require('./supervisor-helpers');
 const { churn } = require('../bench/lib/churn');
 

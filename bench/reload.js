@@ -15,7 +15,7 @@ const path = require('node:path');
 const net = require('node:net');
 const { execFileSync, execFile } = require('node:child_process');
 const { parseArgs } = require('node:util');
-const procs = require('./lib/procs');
+const tracker = require('./lib/tracker');
 const { churn, freePort } = require('./lib/churn');
 
 const ROOT = path.resolve(__dirname, '..');
@@ -39,7 +39,7 @@ async function waitServing(port, timeoutMs = 15000) {
 
 // rs-cluster: the command, one SIGHUP per reload, each awaited in its log.
 async function rsCluster(opts, port) {
-  const child = procs.spawnTracked(process.execPath, [BIN, '-w', `${opts.workers}`, APP],
+  const child = tracker.spawnTracked(process.execPath, [BIN, '-w', `${opts.workers}`, APP],
                                    { env: { ...process.env, PORT: `${port}` }, stdio: ['ignore', 'ignore', 'pipe'] },
                                    'rs-cluster', { tree: true });
   let stderr = '';
@@ -84,12 +84,12 @@ async function pm2(opts, port) {
   await run('start', APP, '-i', `${opts.workers}`, '--name', 'bench');
   // The daemon is not our child: kill its tree by pid if `pm2 kill` fails.
   const daemon = Number(fs.readFileSync(path.join(home, 'pm2.pid'), 'utf8'));
-  procs.track(daemon, 'pm2 daemon', { tree: true });
+  tracker.track(daemon, 'pm2 daemon', { tree: true });
   return {
     reload: () => run('reload', 'bench'),
     async stop() {
       await run('kill').catch((err) => log(String(err.message)));
-      procs.killPids([daemon]);
+      tracker.killPids([daemon]);
       fs.rmSync(home, { recursive: true, force: true });
     },
   };
@@ -136,7 +136,7 @@ async function main() {
     duration: +values.duration, reloads: +values.reloads, clients: +values.clients, workers: +values.workers,
     install: !values['no-install'],
   };
-  procs.installCleanup();
+  tracker.installCleanup();
   log(`reload bench: ${opts.clients} clients, a new connection per request, ${opts.duration} s, ` +
       `${opts.reloads} reloads of ${opts.workers} workers`);
   const rows = [];
@@ -152,5 +152,5 @@ async function main() {
 
 main().catch((err) => {
   log(err.stack);
-  procs.killAllAndExit(1);
+  tracker.killAllAndExit(1);
 });

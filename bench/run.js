@@ -13,7 +13,8 @@ const os = require('node:os');
 const path = require('node:path');
 const readline = require('node:readline');
 const { performance } = require('node:perf_hooks');
-const procs = require('./lib/procs');
+const procs = require('../scripts/lib/procs');
+const tracker = require('./lib/tracker');
 const loaders = require('./lib/loaders');
 const report = require('./lib/report');
 
@@ -154,7 +155,7 @@ function startApp({ impl, policy, workers, port }) {
   if (policy && impl !== 'single') env.NODE_CLUSTER_SCHED_POLICY = policy;
 
   const t0 = performance.now();
-  const child = procs.spawnTracked(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] },
+  const child = tracker.spawnTracked(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] },
     `app(${impl})`, { tree: true });
   const app = {
     impl,
@@ -181,12 +182,12 @@ function startApp({ impl, policy, workers, port }) {
     }
     ev.at = performance.now();
     if (ev.ev === 'fork' && ev.child) {
-      procs.track(ev.child, 'worker');
+      tracker.track(ev.child, 'worker');
       pids.add(ev.child);
     }
     if (ev.ev === 'proc') {
       if (ev.role !== 'primary') {
-        procs.track(ev.pid, ev.role);
+        tracker.track(ev.pid, ev.role);
         pids.add(ev.pid);
       }
       app.primaryInfo = app.primaryInfo || (ev.role === 'primary' ? ev : undefined);
@@ -201,7 +202,7 @@ function startApp({ impl, policy, workers, port }) {
 
   app.stop = async () => {
     const all = app.pids();
-    procs.killPids(all);
+    tracker.killPids(all);
     await Promise.race([exited, sleep(3000)]);
     await procs.waitGone(all, 3000);
   };
@@ -259,7 +260,7 @@ function startApp({ impl, policy, workers, port }) {
       app.startupMs = ev.at - t0;
       app.workers = ev.workers || [];
       for (const w of app.workers) {
-        procs.track(w.pid, 'worker');
+        tracker.track(w.pid, 'worker');
         pids.add(w.pid);
       }
       // CPU spent getting there, all processes: steadier than wall time on a busy box.
@@ -487,7 +488,7 @@ function stamp(d) {
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
-  procs.installCleanup();
+  tracker.installCleanup();
   if (!fs.existsSync(REGISTER)) throw new Error(`missing ${REGISTER}`);
   const loader = loaders.pick(opts.loader, { install: opts.install, log: (m) => log(`bench: ${m}`) });
   const started = new Date();
@@ -606,10 +607,10 @@ async function main() {
     for (const r of failed) log(`  ${r.scenario} ${r.impl} round ${r.round}: ${r.error}`);
     process.exitCode = 1;
   }
-  procs.killAll();
+  tracker.killAll();
 }
 
 main().catch((err) => {
   log(`bench: ${err && err.message ? err.message : err}`);
-  procs.killAllAndExit(2);
+  tracker.killAllAndExit(2);
 });

@@ -32,6 +32,7 @@ const path = require('node:path');
 const http = require('node:http');
 const { spawn } = require('node:child_process');
 const lib = require('./lib');
+const { isAlive } = require('./lib/procs');
 
 const { ROOT, pkg, BINARY_NAME } = lib;
 
@@ -421,7 +422,7 @@ async function runApp(appDir, env) {
   } catch (err) {
     result.error = err;
   } finally {
-    const survivors = [...pids].filter(lib.isAlive);
+    const survivors = [...pids].filter(isAlive);
     for (const pid of survivors) {
       try {
         process.kill(pid, 'SIGKILL');
