@@ -17,6 +17,7 @@ const procs = require('../scripts/lib/procs');
 const tracker = require('./lib/tracker');
 const loaders = require('./lib/loaders');
 const report = require('./lib/report');
+const { parseCli } = require('../scripts/lib/cli');
 
 const ROOT = path.resolve(__dirname, '..');
 const APP = path.join(__dirname, 'app.js');
@@ -60,51 +61,37 @@ const HELP = `usage: npm run bench -- [options]
   --no-install        never apt-get/npx anything; use wrk if present, else the Node loop
   --impls LIST        rs,node (default both; one alone is for profiling, no ratios)`;
 
-function parseArgs(argv) {
-  const o = {};
-  for (let i = 0; i < argv.length; i++) {
-    let a = argv[i];
-    if (!a.startsWith('--')) throw new Error(`unexpected argument ${a}\n${HELP}`);
-    a = a.slice(2);
-    let v;
-    const eq = a.indexOf('=');
-    if (eq >= 0) {
-      v = a.slice(eq + 1);
-      a = a.slice(0, eq);
-    }
-    if (['quick', 'no-install', 'help'].includes(a)) {
-      o[a] = v === undefined ? true : v !== 'false';
-      continue;
-    }
-    if (v === undefined) {
-      v = argv[++i];
-      if (v === undefined) throw new Error(`--${a} needs a value`);
-    }
-    o[a] = v;
-  }
-  if (o.help) {
-    console.log(HELP);
-    process.exit(0);
-  }
-  const known = ['workers', 'duration', 'rounds', 'connections', 'scenarios', 'out', 'quick', 'loader', 'threads',
-    'warmup', 'startup-reps', 'no-install', 'impls'];
-  for (const k of Object.keys(o)) if (!known.includes(k)) throw new Error(`unknown option --${k}\n${HELP}`);
+const USAGE = 'usage: npm run bench -- [options]   (--help lists them)';
+
+function parseOptions() {
+  const str = { type: 'string' };
+  const { values: o, fail } = parseCli({
+    name: 'bench',
+    usage: USAGE,
+    help: HELP,
+    options: {
+      workers: str, duration: str, rounds: str, connections: str, scenarios: str, out: str, loader: str,
+      threads: str, warmup: str, 'startup-reps': str, impls: str,
+      quick: { type: 'boolean' }, 'no-install': { type: 'boolean' },
+    },
+  });
   const quick = !!o.quick;
   const num = (k, def, min) => {
     if (o[k] === undefined) return def;
     const n = Number(o[k]);
-    if (!Number.isFinite(n) || n < min) throw new Error(`--${k} must be a number >= ${min}`);
+    if (o[k].trim() === '' || !Number.isFinite(n) || n < min) fail(`--${k} must be a number >= ${min}, not '${o[k]}'`);
     return n;
   };
-  const names = (o.scenarios || (quick ? QUICK_SCENARIOS.join(',') : SCENARIOS.map((s) => s.name).join(',')))
+  const known = SCENARIOS.map((s) => s.name);
+  const names = (o.scenarios ?? (quick ? QUICK_SCENARIOS : known).join(','))
     .split(',').map((s) => s.trim()).filter(Boolean);
-  for (const n of names) {
-    if (!SCENARIOS.some((s) => s.name === n)) throw new Error(`unknown scenario ${n}; known: ${SCENARIOS.map((s) => s.name).join(', ')}`);
-  }
-  const impls = (o.impls || 'rs,node').split(',').map((s) => s.trim()).filter(Boolean);
-  if (impls.length === 0 || impls.some((i) => !['rs', 'node'].includes(i))) throw new Error('--impls takes rs, node or rs,node');
-  const loader = o.loader || 'auto';
-  if (!['auto', 'wrk', 'autocannon', 'node'].includes(loader)) throw new Error(`unknown --loader ${loader}`);
+  const unknown = names.filter((n) => !known.includes(n));
+  if (unknown.length > 0) fail(`unknown scenario ${unknown.join(', ')}; known: ${known.join(', ')}`);
+  if (names.length === 0) fail('--scenarios names no scenario');
+  const impls = (o.impls ?? 'rs,node').split(',').map((s) => s.trim()).filter(Boolean);
+  if (impls.length === 0 || impls.some((i) => !['rs', 'node'].includes(i))) fail(`--impls takes rs, node or rs,node, not '${o.impls}'`);
+  const loader = o.loader ?? 'auto';
+  if (!['auto', 'wrk', 'autocannon', 'node'].includes(loader)) fail(`--loader takes auto, wrk, autocannon or node, not '${loader}'`);
   return {
     workers: Math.floor(num('workers', 2, 1)),
     duration: num('duration', quick ? 1 : 5, 0.5),
@@ -114,7 +101,7 @@ function parseArgs(argv) {
     warmup: num('warmup', quick ? 0 : 1, 0),
     startupReps: Math.floor(num('startup-reps', quick ? 1 : 5, 1)),
     scenarios: SCENARIOS.filter((s) => names.includes(s.name)),
-    out: path.resolve(o.out || path.join(__dirname, 'results')),
+    out: path.resolve(o.out ?? path.join(__dirname, 'results')),
     quick,
     loader,
     impls,
@@ -487,7 +474,7 @@ function stamp(d) {
 }
 
 async function main() {
-  const opts = parseArgs(process.argv.slice(2));
+  const opts = parseOptions();
   tracker.installCleanup();
   if (!fs.existsSync(REGISTER)) throw new Error(`missing ${REGISTER}`);
   const loader = loaders.pick(opts.loader, { install: opts.install, log: (m) => log(`bench: ${m}`) });
