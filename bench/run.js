@@ -17,6 +17,7 @@ const procs = require('../scripts/lib/procs');
 const tracker = require('./lib/tracker');
 const loaders = require('./lib/loaders');
 const report = require('./lib/report');
+const syscalls = require('./lib/syscalls');
 const { parseCli } = require('../scripts/lib/cli');
 
 const ROOT = path.resolve(__dirname, '..');
@@ -30,11 +31,12 @@ const STALL_MS = 2000;
 const STALL_AT_S = 1;
 
 // kind: load (measure under load), startup (start/stop only), stall.
+// syscalls: count the cluster's system calls under load ('breakdown': per syscall too).
 const SCENARIOS = [
-  { name: 'ka-rr', kind: 'load', keepAlive: true, policy: 'rr', text: 'keep-alive, SCHED_RR' },
-  { name: 'ka-none', kind: 'load', keepAlive: true, policy: 'none', text: 'keep-alive, SCHED_NONE' },
-  { name: 'close-rr', kind: 'load', keepAlive: false, policy: 'rr', text: 'Connection: close, SCHED_RR' },
-  { name: 'close-none', kind: 'load', keepAlive: false, policy: 'none', text: 'Connection: close, SCHED_NONE' },
+  { name: 'ka-rr', kind: 'load', keepAlive: true, policy: 'rr', syscalls: true, text: 'keep-alive, SCHED_RR' },
+  { name: 'ka-none', kind: 'load', keepAlive: true, policy: 'none', syscalls: true, text: 'keep-alive, SCHED_NONE' },
+  { name: 'close-rr', kind: 'load', keepAlive: false, policy: 'rr', syscalls: 'breakdown', text: 'Connection: close, SCHED_RR' },
+  { name: 'close-none', kind: 'load', keepAlive: false, policy: 'none', syscalls: true, text: 'Connection: close, SCHED_NONE' },
   // Latency-bound: each connection's path from accept to the first response.
   { name: 'close-1', kind: 'load', keepAlive: false, policy: 'rr', connections: 1, text: 'one client, Connection: close, one request after another, SCHED_RR' },
   { name: 'baseline-ka', kind: 'load', keepAlive: true, single: true, text: 'one process, no cluster, keep-alive' },
@@ -285,7 +287,8 @@ function cpuOf(app) {
   return { total, primary: procs.cpuSeconds(app.pid) };
 }
 
-async function loadRun(opts, loader, sc, impl, round) {
+// `perf`: what syscalls.probe() found.
+async function loadRun(opts, loader, sc, impl, round, perf) {
   const port = await freePort();
   const app = await startApp({ impl, policy: sc.policy, workers: opts.workers, port });
   try {
@@ -295,8 +298,20 @@ async function loadRun(opts, loader, sc, impl, round) {
     const duration = stall ? Math.max(opts.duration, STALL_AT_S + STALL_MS / 1000 + 1.5) : opts.duration;
     const base = { port, connections: sc.connections || opts.connections, threads: opts.threads, keepAlive: sc.keepAlive, slowMs: SLOW_MS, graceS: 15 };
     if (opts.warmup > 0) await gen.run({ ...base, duration: opts.warmup });
+    // Every process of the cluster's tree, each with all its threads.
+    let counter = sc.syscalls && perf.ok
+      ? syscalls.attach([app.pid, ...procs.descendants(app.pid)], sc.syscalls === 'breakdown' ? perf.breakdown : [])
+      : null;
+    let sys = null;
+    let sysError = null;
+    const sysFailed = (err) => {
+      sysError = String(err && err.message ? err.message : err);
+      counter.abort();
+      counter = null;
+    };
     const c0 = await app.counts();
     const cpu0 = cpuOf(app);
+    if (counter) await counter.enable().catch(sysFailed);
     const t0 = performance.now();
     const wall0 = Date.now();
     const sampler = setInterval(app.sample, stall ? 250 : 500);
@@ -321,6 +336,7 @@ async function loadRun(opts, loader, sc, impl, round) {
     const cpu1 = cpuOf(app);
     const mem = procs.memory(app.pid);
     await sleep(150); // let responses the client no longer waited for finish
+    if (counter) sys = await counter.finish().catch(sysFailed);
     const c1 = await app.counts();
     const perWorker = c1.map((c, i) => c.requests - c0[i].requests);
     const perWorkerConns = c1.map((c, i) => c.conns - c0[i].conns);
@@ -336,6 +352,7 @@ async function loadRun(opts, loader, sc, impl, round) {
       cpuUsPerReq: served > 0 ? (cpuTotal * 1e6) / served : null,
       primaryCores: (cpu1.primary - cpu0.primary) / seconds,
       primaryRssMb: mem ? mem.rssKb / 1024 : null,
+      syscallsPerReq: sys && served > 0 ? sys.total / served : null,
       shareMaxMin: share(perWorker),
       connShareMaxMin: share(perWorkerConns),
       startupMs: app.startupMs,
@@ -354,6 +371,7 @@ async function loadRun(opts, loader, sc, impl, round) {
         primaryHwmMb: mem ? mem.hwmKb / 1024 : null, latencyMs: res.latencyMs,
         timeline, idleWorkers: idleWorkers(timeline, res.seconds),
         pids: app.pids(), stalled: stall ? app.stalled.map((s) => ({ id: s.id, ms: s.ms })) : undefined,
+        syscalls: sc.syscalls && perf.ok ? { ...sys, error: sysError } : undefined,
         loaderRaw: res.raw,
       },
     };
@@ -456,6 +474,7 @@ function describe(run) {
     `p50 ${f(m.p50Ms, 2)} ms`,
     `p99 ${f(m.p99Ms, 2)} ms`,
     `cpu ${f(m.cpuUsPerReq, 1)} µs/req`,
+    ...(m.syscallsPerReq != null ? [`${f(m.syscallsPerReq, 1)} syscalls/req`] : []),
     `primary ${f(m.primaryCores, 3)} cores ${f(m.primaryRssMb, 1)} MB`,
   ];
   if (m.shareMaxMin != null) {
@@ -483,6 +502,11 @@ async function main() {
     `${opts.connections} connections, load generator: ${loader.name} ${loader.version}` +
     `${opts.scenarios.some((s) => s.kind === 'stall') && loader.name !== 'node' ? ' (stall scenario: bench/loadgen.js)' : ''}`);
   log(`bench: node ${process.version}, ${os.cpus().length} CPUs, load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  const perf = opts.scenarios.some((s) => s.syscalls) ? syscalls.probe() : { ok: false, note: 'no scenario counts them' };
+  if (opts.scenarios.some((s) => s.syscalls)) {
+    log(`bench: syscalls per request: ${perf.ok ? 'perf stat, raw_syscalls:sys_enter, every process of the cluster' : `skipped (${perf.note})`}` +
+      `${perf.ok && perf.note ? ` (${perf.note})` : ''}`);
+  }
 
   const runs = [];
   for (let round = 1; round <= opts.rounds; round++) {
@@ -508,7 +532,7 @@ async function main() {
       for (const impl of impls) {
         let run;
         try {
-          run = await loadRun(opts, loader, sc, impl, round);
+          run = await loadRun(opts, loader, sc, impl, round, perf);
         } catch (err) {
           run = { scenario: sc.name, impl, round, ok: false, error: String(err && err.message ? err.message : err), metrics: {} };
         }
@@ -519,6 +543,7 @@ async function main() {
 
   const summary = report.summarize(runs);
   const targets = report.checkTargets(summary, runs);
+  const breakdown = report.syscallBreakdown(runs, 'close-rr');
   // Things a median hides.
   const warnings = [];
   for (const r of runs) {
@@ -528,6 +553,9 @@ async function main() {
     const idle = r.detail && r.detail.idleWorkers;
     if (idle && idle.length && r.scenario !== 'stall') {
       warnings.push(`${r.scenario} ${report.IMPL_LABEL[r.impl]} round ${r.round}: worker ${idle.join(', ')} served nothing in the last second of the load (per worker: ${r.detail.perWorker.join(' ')})`);
+    }
+    if (r.ok && r.detail.syscalls && r.detail.syscalls.error) {
+      warnings.push(`${r.scenario} ${report.IMPL_LABEL[r.impl]} round ${r.round}: syscalls not counted: ${r.detail.syscalls.error}`);
     }
     if (r.scenario === 'stall' && r.ok && r.metrics.afterStallShare != null && r.metrics.afterStallShare < 0.2) {
       warnings.push(`stall ${report.IMPL_LABEL[r.impl]} round ${r.round}: the stalled worker got ${r.metrics.afterStallShare.toFixed(2)} of its share after the stall ended`);
@@ -550,6 +578,7 @@ async function main() {
     loader: { name: loader.name, version: loader.version, note: loader.note, stall: 'node' },
     options: { ...opts, scenarios: opts.scenarios.map((s) => s.name) },
     scenarios: opts.scenarios.map((s) => ({ name: s.name, kind: s.kind, text: s.text, policy: s.policy || null, keepAlive: s.keepAlive ?? null })),
+    syscalls: { counted: perf.ok, note: perf.note, closeRrBreakdown: breakdown },
     metrics: report.METRICS.map(({ key, label, better }) => ({ key, label, better })),
     runs,
     summary,
@@ -563,6 +592,10 @@ async function main() {
   console.log('medians (min–max over rounds); rs/node = ratio of medians (per-round ratios min–max)');
   console.log('');
   console.log(table);
+  if (breakdown) {
+    console.log('');
+    console.log(report.renderBreakdown(breakdown, 'close-rr'));
+  }
   console.log('');
   console.log('targets (2 workers):');
   console.log(report.renderTargets(targets));

@@ -10,6 +10,7 @@ const METRICS = [
   { key: 'p50Ms', label: 'p50 latency ms', digits: 2, better: 'lower' },
   { key: 'p99Ms', label: 'p99 latency ms', digits: 2, better: 'lower' },
   { key: 'cpuUsPerReq', label: 'server CPU µs/req', digits: 1, better: 'lower' },
+  { key: 'syscallsPerReq', label: 'server syscalls/req', digits: 1, better: 'lower' },
   { key: 'primaryCores', label: 'primary CPU cores', digits: 3, better: 'lower' },
   { key: 'primaryRssMb', label: 'primary RSS MB', digits: 1, better: 'lower' },
   { key: 'shareMaxMin', label: 'worker share max/min', digits: 3, better: 'lower' },
@@ -24,7 +25,7 @@ const METRIC = Object.fromEntries(METRICS.map((m) => [m.key, m]));
 
 // Which metrics the table shows per kind of scenario (the JSON has them all).
 const SHOWN = {
-  load: ['rps', 'p50Ms', 'p99Ms', 'cpuUsPerReq', 'primaryCores', 'primaryRssMb', 'shareMaxMin', 'connShareMaxMin', 'errors'],
+  load: ['rps', 'p50Ms', 'p99Ms', 'cpuUsPerReq', 'syscallsPerReq', 'primaryCores', 'primaryRssMb', 'shareMaxMin', 'connShareMaxMin', 'errors'],
   startup: ['startupMs', 'startupCpuMs'],
   stall: ['slow', 'afterStallShare', 'rps', 'p99Ms', 'shareMaxMin', 'errors'],
 };
@@ -176,6 +177,47 @@ function checkTargets(summary, runs) {
   return t;
 }
 
+// Per implementation, the median over rounds of each syscall's count per
+// request in `scenario` (the runs that counted them one by one), the rest as
+// `other`; null if no run did.
+function syscallBreakdown(runs, scenario) {
+  const out = {};
+  for (const impl of ['rs', 'node']) {
+    const per = runs
+      .filter((r) => r.ok && r.scenario === scenario && r.impl === impl && r.detail.syscalls?.bySyscall && r.detail.serverRequests > 0)
+      .map((r) => {
+        const { total, bySyscall } = r.detail.syscalls;
+        const n = r.detail.serverRequests;
+        const listed = Object.values(bySyscall).reduce((a, b) => a + b, 0);
+        return { total: total / n, other: (total - listed) / n, ...Object.fromEntries(Object.entries(bySyscall).map(([k, v]) => [k, v / n])) };
+      });
+    if (per.length === 0) continue;
+    const names = Object.keys(per[0]).filter((k) => k !== 'total' && k !== 'other');
+    const med = (k) => median(per.map((p) => p[k]));
+    out[impl] = {
+      rounds: per.length,
+      total: med('total'),
+      other: med('other'),
+      perRequest: Object.fromEntries(names.map((k) => [k, med(k)]).sort((a, b) => b[1] - a[1])),
+    };
+  }
+  return Object.keys(out).length > 0 ? out : null;
+}
+
+// One line per implementation: the total, then each syscall that averages
+// at least one call in 20 requests, most frequent first.
+function renderBreakdown(breakdown, scenario) {
+  const lines = [`syscalls per request, ${scenario} (medians over rounds):`];
+  for (const impl of ['rs', 'node']) {
+    const b = breakdown[impl];
+    if (!b) continue;
+    const parts = Object.entries(b.perRequest).filter(([, v]) => v >= 0.05).map(([k, v]) => `${k} ${v.toFixed(2)}`);
+    if (b.other >= 0.05) parts.push(`other ${b.other.toFixed(2)}`);
+    lines.push(`  ${pad(IMPL_LABEL[impl], 12)} ${b.total.toFixed(1)} = ${parts.join(', ')}`);
+  }
+  return lines.join('\n');
+}
+
 function fmt(v, digits) {
   if (v == null) return '–';
   if (!Number.isFinite(v)) return '∞';
@@ -255,7 +297,7 @@ function renderSvg(summary, { title, subtitle, targets }) {
   const chartRows = [];
   const targetAt = Object.fromEntries((targets || []).filter((x) => x.chart).map((x) => [x.chart, x.threshold]));
   for (const [sc, metrics] of Object.entries(summary)) {
-    for (const key of ['rps', 'cpuUsPerReq', 'p99Ms', 'primaryCores', 'primaryRssMb', 'startupMs', 'startupCpuMs', 'slow']) {
+    for (const key of ['rps', 'cpuUsPerReq', 'syscallsPerReq', 'p99Ms', 'primaryCores', 'primaryRssMb', 'startupMs', 'startupCpuMs', 'slow']) {
       const e = metrics[key];
       if (!e || !e.ratio || e.ratio.median == null) continue;
       if ((sc === 'startup') !== key.startsWith('startup')) continue;
@@ -325,5 +367,6 @@ function renderSvg(summary, { title, subtitle, targets }) {
 }
 
 module.exports = {
-  METRICS, IMPL_LABEL, summarize, checkTargets, renderTable, renderTargets, renderSvg, median, fmtRatio,
+  METRICS, IMPL_LABEL, summarize, checkTargets, syscallBreakdown, renderBreakdown, renderTable, renderTargets, renderSvg,
+  median, fmtRatio,
 };
