@@ -37,6 +37,8 @@ const SCENARIOS = [
   { name: 'ka-none', kind: 'load', keepAlive: true, policy: 'none', syscalls: true, text: 'keep-alive, SCHED_NONE' },
   { name: 'close-rr', kind: 'load', keepAlive: false, policy: 'rr', syscalls: 'breakdown', text: 'Connection: close, SCHED_RR' },
   { name: 'close-none', kind: 'load', keepAlive: false, policy: 'none', syscalls: true, text: 'Connection: close, SCHED_NONE' },
+  // Routing fairness with more workers than cores.
+  { name: 'close-rr-8', kind: 'load', keepAlive: false, policy: 'rr', workers: 8, text: 'Connection: close, SCHED_RR, 8 workers whatever --workers says' },
   // Latency-bound: each connection's path from accept to the first response.
   { name: 'close-1', kind: 'load', keepAlive: false, policy: 'rr', connections: 1, text: 'one client, Connection: close, one request after another, SCHED_RR' },
   { name: 'baseline-ka', kind: 'load', keepAlive: true, single: true, text: 'one process, no cluster, keep-alive' },
@@ -290,7 +292,7 @@ function cpuOf(app) {
 // `perf`: what syscalls.probe() found.
 async function loadRun(opts, loader, sc, impl, round, perf) {
   const port = await freePort();
-  const app = await startApp({ impl, policy: sc.policy, workers: opts.workers, port });
+  const app = await startApp({ impl, policy: sc.policy, workers: sc.workers || opts.workers, port });
   try {
     const stall = sc.kind === 'stall';
     // The stall needs exact per-request latencies: the Node loop times each one.
@@ -542,7 +544,7 @@ async function main() {
   }
 
   const summary = report.summarize(runs);
-  const targets = report.checkTargets(summary, runs);
+  const targets = report.checkTargets(summary, runs, opts.workers);
   const breakdown = report.syscallBreakdown(runs, 'close-rr');
   // Things a median hides.
   const warnings = [];
@@ -577,7 +579,10 @@ async function main() {
     },
     loader: { name: loader.name, version: loader.version, note: loader.note, stall: 'node' },
     options: { ...opts, scenarios: opts.scenarios.map((s) => s.name) },
-    scenarios: opts.scenarios.map((s) => ({ name: s.name, kind: s.kind, text: s.text, policy: s.policy || null, keepAlive: s.keepAlive ?? null })),
+    scenarios: opts.scenarios.map((s) => ({
+      name: s.name, kind: s.kind, text: s.text, policy: s.policy || null, keepAlive: s.keepAlive ?? null,
+      workers: s.single ? 1 : s.workers || opts.workers,
+    })),
     syscalls: { counted: perf.ok, note: perf.note, closeRrBreakdown: breakdown },
     metrics: report.METRICS.map(({ key, label, better }) => ({ key, label, better })),
     runs,
@@ -597,7 +602,7 @@ async function main() {
     console.log(report.renderBreakdown(breakdown, 'close-rr'));
   }
   console.log('');
-  console.log('targets (2 workers):');
+  console.log('targets:');
   console.log(report.renderTargets(targets));
   if (warnings.length) {
     console.log('');
