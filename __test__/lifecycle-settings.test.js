@@ -5,6 +5,7 @@ const test = require('node:test');
 const assert = require('node:assert');
 const os = require('node:os');
 const { runBoth } = require('./fixtures/lifecycle-compare');
+const { OTHER_UID, OTHER_GID, otherUserSkip, copyForWorkers } = require('./helpers');
 
 // Stable order across workers: by worker id, then as printed.
 function byWorker(events) {
@@ -14,8 +15,8 @@ function byWorker(events) {
     .map(({ e }) => e);
 }
 
-async function compare(env, { workers = 1 } = {}) {
-  const res = await runBoth('lifecycle-settings.js', env);
+async function compare(env, { workers = 1, fixture = 'lifecycle-settings.js', cwd } = {}) {
+  const res = await runBoth(fixture, env, { cwd });
   for (const impl of ['rs', 'node']) {
     assert.deepStrictEqual(res[impl].exit, { code: 0, signal: null },
                            `${impl}: ${JSON.stringify(res[impl].events)}\n${res[impl].stderr}`);
@@ -102,10 +103,12 @@ test('inspector flags give each worker its own --inspect-port', { timeout: 30000
   assert.strictEqual(unused.find('primary-view')[0].calls, 0);
 });
 
-const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-test('uid and gid', { timeout: 20000, skip: !isRoot && 'needs root' }, async () => {
-  const { reports } = await compare({ CASE: 'uidGid' });
-  assert.deepStrictEqual([reports[0].uid, reports[0].gid], [65534, 65534]);
+const SETTINGS_FIXTURES = ['cluster.js', 'lifecycle-settings.js', 'lifecycle-settings-worker.js'];
+
+test('uid and gid', { timeout: 20000, skip: otherUserSkip() }, async (t) => {
+  const copy = copyForWorkers(t, SETTINGS_FIXTURES);
+  const { reports } = await compare({ CASE: 'uidGid' }, { fixture: copy.fixture('lifecycle-settings.js'), cwd: copy.dir });
+  assert.deepStrictEqual([reports[0].uid, reports[0].gid], [OTHER_UID, OTHER_GID]);
 });
 
 // The policy in force is seen in the worker: a SCHED_NONE server holds a
