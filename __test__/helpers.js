@@ -159,9 +159,10 @@ function otherUserSkip() {
 
 // Copies what a worker loads (rs-cluster's js/, its loader and addon) and
 // the named fixtures, laid out as in the checkout, to a new directory under
-// os.tmpdir() that test `t` removes when it ends, open to all and every file
-// readable by all. Returns { dir, fixture(name) }.
-function copyForWorkers(t, fixtures) {
+// os.tmpdir() that test `t` removes when it ends. Every file is readable by
+// all, and the directory open to all unless `closed` (then 0700, as a
+// checkout under `mktemp -d` is). Returns { dir, fixture(name) }.
+function copyForWorkers(t, fixtures, { closed = false } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rs-cluster-copy-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const copy = (from, to) => {
@@ -180,7 +181,7 @@ function copyForWorkers(t, fixtures) {
   fs.mkdirSync(fixturesCopy, { recursive: true });
   for (let d = fixturesCopy; d !== dir; d = path.dirname(d)) fs.chmodSync(d, 0o755);
   for (const f of fixtures) copy(path.join(FIXTURES, f), path.join(fixturesCopy, f));
-  fs.chmodSync(dir, 0o755);
+  fs.chmodSync(dir, closed ? 0o700 : 0o755);
   return { dir, fixture: (name) => path.join(fixturesCopy, name) };
 }
 
