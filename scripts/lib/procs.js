@@ -15,15 +15,20 @@ try {
   // Linux's USER_HZ is 100 everywhere that matters.
 }
 
-// /proc/<pid>/stat split after the command name, which may hold spaces and
-// parentheses. `f(n)` is field n as numbered in proc(5). Null if gone.
-function readStat(pid) {
-  let text;
+// /proc/<pid>/<file>, or null if the process is gone.
+function readProc(pid, file) {
   try {
-    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return fs.readFileSync(`/proc/${pid}/${file}`, 'utf8');
   } catch {
     return null;
   }
+}
+
+// /proc/<pid>/stat split after the command name, which may hold spaces and
+// parentheses. `f(n)` is field n as numbered in proc(5). Null if gone.
+function readStat(pid) {
+  const text = readProc(pid, 'stat');
+  if (text === null) return null;
   const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
   const f = (n) => rest[n - 3];
   return {
@@ -67,12 +72,8 @@ function cpuSeconds(pid) {
 
 // { rssKb: VmRSS, hwmKb: VmHWM } of a process, or null if gone.
 function memory(pid) {
-  let text;
-  try {
-    text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-  } catch {
-    return null;
-  }
+  const text = readProc(pid, 'status');
+  if (text === null) return null;
   const kb = (name) => {
     const m = new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text);
     return m ? +m[1] : null;
