@@ -293,6 +293,7 @@ function cpuOf(app) {
 async function loadRun(opts, loader, sc, impl, round, perf) {
   const port = await freePort();
   const app = await startApp({ impl, policy: sc.policy, workers: sc.workers || opts.workers, port });
+  let counter = null;
   try {
     const stall = sc.kind === 'stall';
     // The stall needs exact per-request latencies: the Node loop times each one.
@@ -301,9 +302,9 @@ async function loadRun(opts, loader, sc, impl, round, perf) {
     const base = { port, connections: sc.connections || opts.connections, threads: opts.threads, keepAlive: sc.keepAlive, slowMs: SLOW_MS, graceS: 15 };
     if (opts.warmup > 0) await gen.run({ ...base, duration: opts.warmup });
     // Every process of the cluster's tree, each with all its threads.
-    let counter = sc.syscalls && perf.ok
-      ? syscalls.attach([app.pid, ...procs.descendants(app.pid)], sc.syscalls === 'breakdown' ? perf.breakdown : [])
-      : null;
+    if (sc.syscalls && perf.ok) {
+      counter = syscalls.attach([app.pid, ...procs.descendants(app.pid)], sc.syscalls === 'breakdown' ? perf.breakdown : []);
+    }
     let sys = null;
     let sysError = null;
     const sysFailed = (err) => {
@@ -383,6 +384,8 @@ async function loadRun(opts, loader, sc, impl, round, perf) {
     }
     return run;
   } finally {
+    // A perf still counting (the load failed) goes with the app.
+    if (counter) counter.abort();
     await app.stop();
   }
 }
@@ -504,8 +507,9 @@ async function main() {
     `${opts.connections} connections, load generator: ${loader.name} ${loader.version}` +
     `${opts.scenarios.some((s) => s.kind === 'stall') && loader.name !== 'node' ? ' (stall scenario: bench/loadgen.js)' : ''}`);
   log(`bench: node ${process.version}, ${os.cpus().length} CPUs, load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-  const perf = opts.scenarios.some((s) => s.syscalls) ? syscalls.probe() : { ok: false, note: 'no scenario counts them' };
-  if (opts.scenarios.some((s) => s.syscalls)) {
+  const counting = opts.scenarios.some((s) => s.syscalls);
+  const perf = counting ? syscalls.probe() : { ok: false, note: 'no scenario counts them' };
+  if (counting) {
     log(`bench: syscalls per request: ${perf.ok ? 'perf stat, raw_syscalls:sys_enter, every process of the cluster' : `skipped (${perf.note})`}` +
       `${perf.ok && perf.note ? ` (${perf.note})` : ''}`);
   }
