@@ -116,7 +116,8 @@ test('uid and gid', { timeout: 20000, skip: otherUserSkip() }, async (t) => {
 });
 
 // node:cluster's worker names the script it could not load; rs-cluster's
-// fails earlier, on its own preload, and says so before Node's error.
+// fails earlier, on its own preload, and says so before Node's error (whose
+// wording changes with Node's version).
 test('a worker that may not read rs-cluster says where from and why', { timeout: 20000, skip: otherUserSkip() }, async (t) => {
   const copy = copyForWorkers(t, SETTINGS_FIXTURES, { closed: true });
   const c = startCluster(copy.fixture('lifecycle-settings.js'), { impl: 'rs', env: { CASE: 'uidGid' }, cwd: copy.dir });
@@ -127,7 +128,6 @@ test('a worker that may not read rs-cluster says where from and why', { timeout:
   const first = c.stderr.split('\n')[0];
   assert.strictEqual(first, `rs-cluster could not be loaded from ${preload}: EACCES: uid ${OTHER_UID}, gid ${OTHER_GID} ` +
     `may not enter ${copy.dir} (mode 0700, owner 0:${fs.statSync(copy.dir).gid})`);
-  assert.match(c.stderr, /Cannot find module/);
 });
 
 // The policy in force is seen in the worker: a SCHED_NONE server holds a

@@ -1,9 +1,9 @@
 'use strict';
 // A worker forked with setupPrimary({ uid }) loads rs-cluster (the preload
 // primary.js puts in NODE_OPTIONS) as that user. Where that user may not
-// read it, as with a checkout under a 0700 directory, Node says only
-// "Cannot find module" about a file the app never named: this says first,
-// on the worker's stderr, what could not be loaded, from where, and why.
+// read it, as with a checkout under a 0700 directory, Node's error is about
+// a file the app never named, and seldom says why: this says first, on the
+// worker's stderr, what could not be loaded, from where, and why.
 
 const fs = require('node:fs');
 const path = require('node:path');
