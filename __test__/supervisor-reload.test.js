@@ -11,7 +11,7 @@ const path = require('node:path');
 const { startCluster, get } = require('./helpers');
 const { isAlive, waitGone } = require('../scripts/lib/procs');
 const { command, waitForLog } = require('./supervisor-helpers');
-const { churn } = require('../bench/lib/churn');
+const { churn } = require('../scripts/lib/net');
 
 const listeningPids = (h) => h.events.filter((e) => e.event === 'listening').map((e) => e.pid);
 

@@ -16,7 +16,7 @@ const net = require('node:net');
 const { execFileSync, execFile } = require('node:child_process');
 const { parseArgs } = require('node:util');
 const tracker = require('./lib/tracker');
-const { churn, freePort } = require('./lib/churn');
+const { churn, freePort } = require('../scripts/lib/net');
 
 const ROOT = path.resolve(__dirname, '..');
 const APP = path.join(__dirname, 'single.js'); // the docs hello world, no cluster code

@@ -8,7 +8,6 @@
 //                    [--startup-reps 5] [--no-install]
 
 const fs = require('node:fs');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const readline = require('node:readline');
@@ -19,6 +18,7 @@ const loaders = require('./lib/loaders');
 const report = require('./lib/report');
 const syscalls = require('./lib/syscalls');
 const { parseCli } = require('../scripts/lib/cli');
+const { freePort } = require('../scripts/lib/net');
 
 const ROOT = path.resolve(__dirname, '..');
 const APP = path.join(__dirname, 'app.js');
@@ -115,18 +115,6 @@ function parseOptions() {
 
 const log = (msg) => process.stderr.write(`${msg}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 // Starts the app (impl: rs | node | single) and resolves once every worker
 // listens. The returned handle knows every pid it started.
