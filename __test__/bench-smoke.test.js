@@ -11,7 +11,8 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { spawn } = require('node:child_process');
-const { ROOT, isAlive, descendants } = require('./helpers');
+const { ROOT } = require('./helpers');
+const { isAlive, descendants } = require('../scripts/lib/procs');
 
 const RUN = path.join(ROOT, 'bench', 'run.js');
 
@@ -99,6 +100,18 @@ function checkResult(out, scenarios, expectLoader) {
         for (const k of ['median', 'min', 'max', 'n']) assert.strictEqual(typeof s.rps[impl][k], 'number');
       }
       assert.strictEqual(typeof s.rps.ratio.median, 'number');
+    }
+  }
+  // Syscalls per request: counted where perf may count, else skipped with the reason.
+  assert.strictEqual(typeof j.syscalls.counted, 'boolean');
+  for (const run of j.runs.filter((r) => ['ka-rr', 'ka-none', 'close-rr', 'close-none'].includes(r.scenario))) {
+    const s = run.detail.syscalls;
+    if (!j.syscalls.counted) {
+      assert.strictEqual(typeof j.syscalls.note, 'string');
+      assert.strictEqual(run.metrics.syscallsPerReq, null);
+    } else if (!s.error && run.detail.serverRequests > 0) {
+      assert.ok(run.metrics.syscallsPerReq > 0, `${run.scenario}/${run.impl}: ${run.metrics.syscallsPerReq}`);
+      if (run.scenario === 'close-rr' && j.syscalls.closeRrBreakdown) assert.strictEqual(typeof s.bySyscall.accept4, 'number');
     }
   }
   assert.ok(Array.isArray(j.targets) && j.targets.length > 0);

@@ -7,7 +7,14 @@ const assert = require('node:assert');
 const http = require('node:http');
 const net = require('node:net');
 const { startCluster, IMPLS } = require('./helpers');
-const { sleep, isAlive, waitGone, waitBindable, request } = require('./fixtures/faults-lib');
+const { sleep, waitBindable, request } = require('./fixtures/faults-lib');
+const { isAlive, waitGone } = require('../scripts/lib/procs');
+
+// The ms it took every pid to be gone, or null if some still ran after `timeout`.
+async function msUntilGone(pids, timeout) {
+  const start = Date.now();
+  return (await waitGone(pids, timeout)) ? Date.now() - start : null;
+}
 
 const report = (t, label, value) => t.diagnostic(`${label}: ${JSON.stringify(value)}`);
 
@@ -42,7 +49,7 @@ for (const policy of ['rr', 'none']) {
         agents.push(await keepAliveConn(port), await keepAliveConn(port));
         const t0 = Date.now();
         process.kill(c.child.pid, 'SIGKILL');
-        const goneMs = await waitGone(workers, 3000);
+        const goneMs = await msUntilGone(workers, 3000);
         const bindable = await waitBindable(port, 1000);
         figures[impl] = { goneMs, portFreeMs: bindable === null ? null : Date.now() - t0 };
       } finally {
@@ -73,7 +80,7 @@ for (const signal of ['SIGTERM', 'SIGINT']) {
         process.kill(c.child.pid, signal);
         const { code, signal: sig } = await c.waitExit(5000);
         const exitMs = Date.now() - t0;
-        const goneMs = await waitGone(workers, 2000);
+        const goneMs = await msUntilGone(workers, 2000);
         const slow = await inFlight;
         figures[impl] = {
           code, signal: sig, exitMs, workersGone: goneMs !== null, portFree: (await waitBindable(port, 1000)) !== null,
@@ -103,7 +110,7 @@ test('SIGTERM to a primary without handlers: it dies, its workers follow in < 1 
       const workers = workerPids(c);
       process.kill(c.child.pid, 'SIGTERM');
       const { signal } = await c.waitExit(5000);
-      figures[impl] = { signal, goneMs: await waitGone(workers, 3000), portFree: (await waitBindable(port, 1000)) !== null };
+      figures[impl] = { signal, goneMs: await msUntilGone(workers, 3000), portFree: (await waitBindable(port, 1000)) !== null };
     } finally {
       await c.stop();
     }

@@ -6,8 +6,9 @@ const test = require('node:test');
 const assert = require('node:assert');
 const { startCluster } = require('./helpers');
 const {
-  sleep, isAlive, load, rawLoad, fdCount, rssKb, cpuShare, request, openIdle, waitUntil,
+  sleep, load, rawLoad, fdCount, cpuShare, request, openIdle, waitUntil,
 } = require('./fixtures/faults-lib');
+const { isAlive, memory } = require('../scripts/lib/procs');
 
 const { execFileSync } = require('node:child_process');
 
@@ -94,7 +95,7 @@ function snapshot(c) {
   const workers = c.events.filter((e) => e.event === 'fork' && isAlive(e.pid)).map((e) => e.pid);
   const fds = { primary: fdCount(c.child.pid) };
   workers.forEach((p, i) => { fds[`w${i + 1}`] = fdCount(p); });
-  return { fds, rssKb: rssKb(c.child.pid) };
+  return { fds, rssKb: memory(c.child.pid).rssKb };
 }
 
 async function leakRun(impl, total) {

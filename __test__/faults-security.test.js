@@ -5,8 +5,11 @@ const test = require('node:test');
 const assert = require('node:assert');
 const fs = require('node:fs');
 const { execFileSync } = require('node:child_process');
-const { startCluster, HAS_SS } = require('./helpers');
-const { sleep, isAlive, load, request, waitUntil, fdList, openIdle } = require('./fixtures/faults-lib');
+const {
+  startCluster, HAS_SS, OTHER_UID, OTHER_GID, otherUserSkip, copyForWorkers,
+} = require('./helpers');
+const { sleep, load, request, waitUntil, fdList, openIdle } = require('./fixtures/faults-lib');
+const { isAlive } = require('../scripts/lib/procs');
 
 const report = (t, label, value) => t.diagnostic(`${label}: ${JSON.stringify(value)}`);
 
@@ -150,35 +153,14 @@ test('no fd escapes into children; the control channel has no address anyone els
   }
 });
 
-const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-
-// Whether a user other than the owner can run `file` (o+x on every directory
-// above it, o+r and, for `exec`, o+x on the file itself).
-function othersCanUse(file, exec = false) {
-  const path = require('node:path');
-  let mode = fs.statSync(file).mode;
-  if (!(mode & 0o004) || (exec && !(mode & 0o001))) return false;
-  for (let dir = path.dirname(file); ; dir = path.dirname(dir)) {
-    mode = fs.statSync(dir).mode;
-    if (!(mode & 0o001)) return false;
-    if (dir === path.dirname(dir)) return true;
-  }
-}
-
-function uidSkip() {
-  if (!isRoot) return 'needs root';
-  const path = require('node:path');
-  const root = path.resolve(__dirname, '..');
-  const files = [[process.execPath, true], [path.join(__dirname, 'fixtures', 'faults-spawn.js')], [path.join(root, 'js', 'index.js')]];
-  for (const [f, exec] of files) if (!othersCanUse(fs.realpathSync(f), exec)) return `uid 65534 cannot use ${f}`;
-  return false;
-}
-
-test('uid/gid from setupPrimary apply to workers, which still serve', { timeout: 30000, skip: uidSkip() }, async (t) => {
+test('uid/gid from setupPrimary apply to workers, which still serve', { timeout: 30000, skip: otherUserSkip() }, async (t) => {
+  const copy = copyForWorkers(t, ['cluster.js', 'faults-spawn.js']);
   const figures = {};
   for (const impl of ['rs', 'node']) {
     for (const policy of ['rr', 'none']) {
-      const c = startCluster('faults-spawn.js', { impl, env: { UID: '65534', GID: '65534', NODE_CLUSTER_SCHED_POLICY: policy } });
+      const c = startCluster(copy.fixture('faults-spawn.js'), {
+        impl, cwd: copy.dir, env: { UID: `${OTHER_UID}`, GID: `${OTHER_GID}`, NODE_CLUSTER_SCHED_POLICY: policy },
+      });
       try {
         const { port } = await c.waitFor('ready');
         const ids = await request(port, { path: '/ids', hangMs: 3000 });
@@ -192,8 +174,8 @@ test('uid/gid from setupPrimary apply to workers, which still serve', { timeout:
   report(t, 'uid/gid', figures);
   for (const policy of ['rr', 'none']) {
     const f = figures[`rs/${policy}`];
-    assert.strictEqual(f.ids.uid, 65534, `${policy}: worker uid`);
-    assert.strictEqual(f.ids.gid, 65534, `${policy}: worker gid`);
+    assert.strictEqual(f.ids.uid, OTHER_UID, `${policy}: worker uid`);
+    assert.strictEqual(f.ids.gid, OTHER_GID, `${policy}: worker gid`);
     assert.strictEqual(f.served, 'ok', `${policy}: the worker serves`);
     assert.deepStrictEqual(f.ids, figures[`node/${policy}`].ids, `${policy}: same ids and groups as node:cluster`);
   }

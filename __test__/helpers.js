@@ -4,12 +4,12 @@
 // process it started by pid when the test ends.
 
 const { spawn, execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const http = require('node:http');
 const readline = require('node:readline');
-// /proc readings (process tree, start times), shared with the bench.
-const procs = require('../bench/lib/procs');
-const { descendants } = procs;
+const { readStat, descendants } = require('../scripts/lib/procs');
 
 const ROOT = path.resolve(__dirname, '..');
 const FIXTURES = path.join(__dirname, 'fixtures');
@@ -29,17 +29,8 @@ const HAS_SS = (() => {
 // When `pid` started (clock ticks since boot), or null if it is gone: a pid
 // the kernel has since given to another process has another start time.
 function startTime(pid) {
-  const stat = procs.readStat(pid);
+  const stat = readStat(pid);
   return stat === null ? null : stat.starttime;
-}
-
-function isAlive(pid) {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 // Starts `node fixtures/<name>` with CLUSTER_IMPL=impl. Every JSON line the
@@ -138,6 +129,62 @@ function startCluster(name, { impl = 'rs', env = {}, args = [], execArgv = [], c
   };
 }
 
+// Workers forked with setupPrimary({ uid: OTHER_UID, gid: OTHER_GID }) run
+// as nobody, who owns none of the files involved.
+const OTHER_UID = 65534;
+const OTHER_GID = 65534;
+
+// Whether a user who is neither the owner nor in the group may use `file`:
+// search on every directory above it, read on it (and execute, with `exec`).
+function othersCanUse(file, exec = false) {
+  let mode = fs.statSync(file).mode;
+  if (!(mode & 0o004) || (exec && !(mode & 0o001))) return false;
+  for (let dir = path.dirname(file); ; dir = path.dirname(dir)) {
+    mode = fs.statSync(dir).mode;
+    if (!(mode & 0o001)) return false;
+    if (dir === path.dirname(dir)) return true;
+  }
+}
+
+// Why a test that forks workers as OTHER_UID cannot run here, or false.
+// Where the checkout lives does not matter: such tests run a copy
+// (copyForWorkers); the node binary and the temp dir must be usable.
+function otherUserSkip() {
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return 'needs root';
+  if (!othersCanUse(fs.realpathSync(process.execPath), true)) return `uid ${OTHER_UID} cannot run ${process.execPath}`;
+  const tmp = fs.realpathSync(os.tmpdir());
+  if (!othersCanUse(tmp) || !(fs.statSync(tmp).mode & 0o001)) return `uid ${OTHER_UID} cannot enter ${tmp}`;
+  return false;
+}
+
+// Copies what a worker loads (rs-cluster's js/, its loader and addon) and
+// the named fixtures, laid out as in the checkout, to a new directory under
+// os.tmpdir() that test `t` removes when it ends. Every file is readable by
+// all, and the directory open to all unless `closed` (then 0700, as a
+// checkout under `mktemp -d` is). Returns { dir, fixture(name) }.
+function copyForWorkers(t, fixtures, { closed = false } = {}) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rs-cluster-copy-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const copy = (from, to) => {
+    if (fs.statSync(from).isDirectory()) {
+      fs.mkdirSync(to, { recursive: true });
+      fs.chmodSync(to, 0o755);
+      for (const name of fs.readdirSync(from)) copy(path.join(from, name), path.join(to, name));
+    } else {
+      fs.copyFileSync(from, to);
+      fs.chmodSync(to, 0o644);
+    }
+  };
+  const addons = fs.readdirSync(ROOT).filter((f) => f.endsWith('.node'));
+  for (const f of ['js', 'binding.js', ...addons]) copy(path.join(ROOT, f), path.join(dir, f));
+  const fixturesCopy = path.join(dir, path.relative(ROOT, FIXTURES));
+  fs.mkdirSync(fixturesCopy, { recursive: true });
+  for (let d = fixturesCopy; d !== dir; d = path.dirname(d)) fs.chmodSync(d, 0o755);
+  for (const f of fixtures) copy(path.join(FIXTURES, f), path.join(fixturesCopy, f));
+  fs.chmodSync(dir, closed ? 0o700 : 0o755);
+  return { dir, fixture: (name) => path.join(fixturesCopy, name) };
+}
+
 // One HTTP GET on 127.0.0.1 with a fresh connection; resolves { status, body }.
 function get(port, { path: p = '/', timeout = 5000, headers = {}, host = '127.0.0.1' } = {}) {
   return new Promise((resolve, reject) => {
@@ -163,4 +210,6 @@ async function eachImpl(fn, impls = IMPLS) {
   return results.map((r) => r.value);
 }
 
-module.exports = { ROOT, FIXTURES, IMPLS, HAS_SS, startCluster, eachImpl, get, isAlive, descendants };
+module.exports = {
+  ROOT, FIXTURES, IMPLS, HAS_SS, OTHER_UID, OTHER_GID, startCluster, eachImpl, get, otherUserSkip, copyForWorkers,
+};

@@ -3,8 +3,13 @@
 // rs-cluster against node:cluster (fixture: lifecycle-settings.js).
 const test = require('node:test');
 const assert = require('node:assert');
+const fs = require('node:fs');
 const os = require('node:os');
+const path = require('node:path');
 const { runBoth } = require('./fixtures/lifecycle-compare');
+const {
+  startCluster, OTHER_UID, OTHER_GID, otherUserSkip, copyForWorkers,
+} = require('./helpers');
 
 // Stable order across workers: by worker id, then as printed.
 function byWorker(events) {
@@ -14,8 +19,8 @@ function byWorker(events) {
     .map(({ e }) => e);
 }
 
-async function compare(env, { workers = 1 } = {}) {
-  const res = await runBoth('lifecycle-settings.js', env);
+async function compare(env, { workers = 1, fixture = 'lifecycle-settings.js', cwd } = {}) {
+  const res = await runBoth(fixture, env, { cwd });
   for (const impl of ['rs', 'node']) {
     assert.deepStrictEqual(res[impl].exit, { code: 0, signal: null },
                            `${impl}: ${JSON.stringify(res[impl].events)}\n${res[impl].stderr}`);
@@ -102,10 +107,27 @@ test('inspector flags give each worker its own --inspect-port', { timeout: 30000
   assert.strictEqual(unused.find('primary-view')[0].calls, 0);
 });
 
-const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-test('uid and gid', { timeout: 20000, skip: !isRoot && 'needs root' }, async () => {
-  const { reports } = await compare({ CASE: 'uidGid' });
-  assert.deepStrictEqual([reports[0].uid, reports[0].gid], [65534, 65534]);
+const SETTINGS_FIXTURES = ['cluster.js', 'lifecycle-settings.js', 'lifecycle-settings-worker.js'];
+
+test('uid and gid', { timeout: 20000, skip: otherUserSkip() }, async (t) => {
+  const copy = copyForWorkers(t, SETTINGS_FIXTURES);
+  const { reports } = await compare({ CASE: 'uidGid' }, { fixture: copy.fixture('lifecycle-settings.js'), cwd: copy.dir });
+  assert.deepStrictEqual([reports[0].uid, reports[0].gid], [OTHER_UID, OTHER_GID]);
+});
+
+// node:cluster's worker names the script it could not load; rs-cluster's
+// fails earlier, on its own preload, and says so before Node's error (whose
+// wording changes with Node's version).
+test('a worker that may not read rs-cluster says where from and why', { timeout: 20000, skip: otherUserSkip() }, async (t) => {
+  const copy = copyForWorkers(t, SETTINGS_FIXTURES, { closed: true });
+  const c = startCluster(copy.fixture('lifecycle-settings.js'), { impl: 'rs', env: { CASE: 'uidGid' }, cwd: copy.dir });
+  t.after(() => c.stop());
+  assert.deepStrictEqual(await c.waitExit(10000), { code: 0, signal: null });
+  assert.deepStrictEqual(c.events.filter((e) => e.event === 'exit').map((e) => e.code), [1]);
+  const preload = path.join(copy.dir, 'js', 'index.js');
+  const first = c.stderr.split('\n')[0];
+  assert.strictEqual(first, `rs-cluster could not be loaded from ${preload}: EACCES: uid ${OTHER_UID}, gid ${OTHER_GID} ` +
+    `may not enter ${copy.dir} (mode 0700, owner 0:${fs.statSync(copy.dir).gid})`);
 });
 
 // The policy in force is seen in the worker: a SCHED_NONE server holds a

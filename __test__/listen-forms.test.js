@@ -11,9 +11,10 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { eachImpl, get } = require('./helpers');
 const {
-  POLICIES, run, waitCount, control, until, talk, getPath, freePort,
+  POLICIES, run, waitCount, control, until, talk, getPath,
   normalizePorts, byWorker, opOf, backlogOf, tmpDir,
 } = require('./listen-helpers');
+const { freePort } = require('../scripts/lib/net');
 
 const done = (n) => (c) => waitCount(c, (e) => e.event === 'wdone', n);
 const ids = (bodies) => [...new Set(bodies)].sort();

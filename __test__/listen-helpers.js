@@ -10,7 +10,8 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
-const { startCluster, get, isAlive, HAS_SS } = require('./helpers');
+const { startCluster, get, HAS_SS } = require('./helpers');
+const { isAlive } = require('../scripts/lib/procs');
 
 const POLICIES = ['rr', 'none'];
 
@@ -126,18 +127,6 @@ function getPath(socketPath, { timeout = 3000 } = {}) {
   });
 }
 
-// A port nothing listens on right now.
-function freePort(host = '127.0.0.1') {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, host, () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 // Replaces every port found in `port` fields (in traversal order of `value`)
 // by P1, P2... everywhere in the structure, strings included, so two runs
 // with different random ports compare equal. `known` maps fixed ports to names.
@@ -231,6 +220,6 @@ function selfSigned(dir) {
 }
 
 module.exports = {
-  POLICIES, run, stop, waitCount, control, sleep, until, talk, hold, getPath, freePort,
+  POLICIES, run, stop, waitCount, control, sleep, until, talk, hold, getPath,
   normalizePorts, byWorker, opOf, HAS_SS, ss, owners, backlogOf, tmpDir, hasOpenssl, selfSigned,
 };

@@ -13,7 +13,8 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { spawn, execFile, execFileSync } = require('node:child_process');
 const { promisify } = require('node:util');
-const { FIXTURES, isAlive, descendants } = require('./helpers');
+const { FIXTURES } = require('./helpers');
+const { isAlive, descendants } = require('../scripts/lib/procs');
 const { sleep, until } = require('./listen-helpers');
 
 const DOCS = path.join(FIXTURES, 'register-docs');

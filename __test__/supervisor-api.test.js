@@ -8,7 +8,7 @@ const test = require('node:test');
 const assert = require('node:assert');
 const http = require('node:http');
 const { startCluster, get } = require('./helpers');
-const { waitGone } = require('../bench/lib/procs');
+const { waitGone } = require('../scripts/lib/procs');
 const { command, waitForLog } = require('./supervisor-helpers');
 const settings = require('../js/settings');
 

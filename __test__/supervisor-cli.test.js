@@ -10,10 +10,10 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
-const { get, isAlive, descendants } = require('./helpers');
-const { cpuSeconds, waitGone } = require('../bench/lib/procs');
+const { get } = require('./helpers');
+const { isAlive, descendants, cpuSeconds, waitGone } = require('../scripts/lib/procs');
 const { BIN, FIXTURES, command, waitForLog } = require('./supervisor-helpers');
-const { freePort } = require('../bench/lib/churn');
+const { freePort } = require('../scripts/lib/net');
 const { USAGE } = require('../js/cli');
 
 // Runs the command to completion (it must exit by itself).

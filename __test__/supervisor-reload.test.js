@@ -8,10 +8,10 @@ const assert = require('node:assert');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { startCluster, get, isAlive } = require('./helpers');
-const { waitGone } = require('../bench/lib/procs');
+const { startCluster, get } = require('./helpers');
+const { isAlive, waitGone } = require('../scripts/lib/procs');
 const { command, waitForLog } = require('./supervisor-helpers');
-const { churn } = require('../bench/lib/churn');
+const { churn } = require('../scripts/lib/net');
 
 const listeningPids = (h) => h.events.filter((e) => e.event === 'listening').map((e) => e.pid);
 

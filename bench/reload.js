@@ -14,9 +14,9 @@ const os = require('node:os');
 const path = require('node:path');
 const net = require('node:net');
 const { execFileSync, execFile } = require('node:child_process');
-const { parseArgs } = require('node:util');
-const procs = require('./lib/procs');
-const { churn, freePort } = require('./lib/churn');
+const tracker = require('./lib/tracker');
+const { churn, freePort } = require('../scripts/lib/net');
+const { parseCli } = require('../scripts/lib/cli');
 
 const ROOT = path.resolve(__dirname, '..');
 const APP = path.join(__dirname, 'single.js'); // the docs hello world, no cluster code
@@ -39,7 +39,7 @@ async function waitServing(port, timeoutMs = 15000) {
 
 // rs-cluster: the command, one SIGHUP per reload, each awaited in its log.
 async function rsCluster(opts, port) {
-  const child = procs.spawnTracked(process.execPath, [BIN, '-w', `${opts.workers}`, APP],
+  const child = tracker.spawnTracked(process.execPath, [BIN, '-w', `${opts.workers}`, APP],
                                    { env: { ...process.env, PORT: `${port}` }, stdio: ['ignore', 'ignore', 'pipe'] },
                                    'rs-cluster', { tree: true });
   let stderr = '';
@@ -84,12 +84,12 @@ async function pm2(opts, port) {
   await run('start', APP, '-i', `${opts.workers}`, '--name', 'bench');
   // The daemon is not our child: kill its tree by pid if `pm2 kill` fails.
   const daemon = Number(fs.readFileSync(path.join(home, 'pm2.pid'), 'utf8'));
-  procs.track(daemon, 'pm2 daemon', { tree: true });
+  tracker.track(daemon, 'pm2 daemon', { tree: true });
   return {
     reload: () => run('reload', 'bench'),
     async stop() {
       await run('kill').catch((err) => log(String(err.message)));
-      procs.killPids([daemon]);
+      tracker.killPids([daemon]);
       fs.rmSync(home, { recursive: true, force: true });
     },
   };
@@ -121,8 +121,13 @@ async function measure(opts, impl) {
   }
 }
 
+const USAGE = 'usage: node bench/reload.js [--duration 12] [--reloads 5] [--clients 8] [--workers 2] [--impls rs,pm2] [--no-install]';
+
 async function main() {
-  const { values } = parseArgs({
+  const { values, fail } = parseCli({
+    name: 'reload bench',
+    usage: USAGE,
+    help: USAGE,
     options: {
       duration: { type: 'string', default: '12' },
       reloads: { type: 'string', default: '5' },
@@ -132,15 +137,24 @@ async function main() {
       'no-install': { type: 'boolean', default: false },
     },
   });
-  const opts = {
-    duration: +values.duration, reloads: +values.reloads, clients: +values.clients, workers: +values.workers,
-    install: !values['no-install'],
+  const positive = (k, whole) => {
+    const n = Number(values[k]);
+    if (values[k].trim() === '' || !(n > 0) || (whole && !Number.isInteger(n))) {
+      fail(`--${k} takes a ${whole ? 'whole ' : ''}number > 0, not '${values[k]}'`);
+    }
+    return n;
   };
-  procs.installCleanup();
+  const opts = {
+    duration: positive('duration', false), reloads: positive('reloads', true), clients: positive('clients', true),
+    workers: positive('workers', true), install: !values['no-install'],
+  };
+  const impls = values.impls.split(',');
+  if (impls.some((i) => !IMPLS[i])) fail(`--impls takes ${Object.keys(IMPLS).join(', ')}, not '${values.impls}'`);
+  tracker.installCleanup();
   log(`reload bench: ${opts.clients} clients, a new connection per request, ${opts.duration} s, ` +
       `${opts.reloads} reloads of ${opts.workers} workers`);
   const rows = [];
-  for (const impl of values.impls.split(',')) {
+  for (const impl of impls) {
     const r = await measure(opts, impl);
     rows.push(r);
     const errors = [...r.errors].map(([k, v]) => `${k} ${v}`).join(', ') || '-';
@@ -152,5 +166,5 @@ async function main() {
 
 main().catch((err) => {
   log(err.stack);
-  procs.killAllAndExit(1);
+  tracker.killAllAndExit(1);
 });

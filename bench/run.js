@@ -8,14 +8,17 @@
 //                    [--startup-reps 5] [--no-install]
 
 const fs = require('node:fs');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const readline = require('node:readline');
 const { performance } = require('node:perf_hooks');
-const procs = require('./lib/procs');
+const procs = require('../scripts/lib/procs');
+const tracker = require('./lib/tracker');
 const loaders = require('./lib/loaders');
 const report = require('./lib/report');
+const syscalls = require('./lib/syscalls');
+const { parseCli } = require('../scripts/lib/cli');
+const { freePort } = require('../scripts/lib/net');
 
 const ROOT = path.resolve(__dirname, '..');
 const APP = path.join(__dirname, 'app.js');
@@ -28,11 +31,14 @@ const STALL_MS = 2000;
 const STALL_AT_S = 1;
 
 // kind: load (measure under load), startup (start/stop only), stall.
+// syscalls: count the cluster's system calls under load ('breakdown': per syscall too).
 const SCENARIOS = [
-  { name: 'ka-rr', kind: 'load', keepAlive: true, policy: 'rr', text: 'keep-alive, SCHED_RR' },
-  { name: 'ka-none', kind: 'load', keepAlive: true, policy: 'none', text: 'keep-alive, SCHED_NONE' },
-  { name: 'close-rr', kind: 'load', keepAlive: false, policy: 'rr', text: 'Connection: close, SCHED_RR' },
-  { name: 'close-none', kind: 'load', keepAlive: false, policy: 'none', text: 'Connection: close, SCHED_NONE' },
+  { name: 'ka-rr', kind: 'load', keepAlive: true, policy: 'rr', syscalls: true, text: 'keep-alive, SCHED_RR' },
+  { name: 'ka-none', kind: 'load', keepAlive: true, policy: 'none', syscalls: true, text: 'keep-alive, SCHED_NONE' },
+  { name: 'close-rr', kind: 'load', keepAlive: false, policy: 'rr', syscalls: 'breakdown', text: 'Connection: close, SCHED_RR' },
+  { name: 'close-none', kind: 'load', keepAlive: false, policy: 'none', syscalls: true, text: 'Connection: close, SCHED_NONE' },
+  // Routing fairness with more workers than cores.
+  { name: 'close-rr-8', kind: 'load', keepAlive: false, policy: 'rr', workers: 8, text: 'Connection: close, SCHED_RR, 8 workers whatever --workers says' },
   // Latency-bound: each connection's path from accept to the first response.
   { name: 'close-1', kind: 'load', keepAlive: false, policy: 'rr', connections: 1, text: 'one client, Connection: close, one request after another, SCHED_RR' },
   { name: 'baseline-ka', kind: 'load', keepAlive: true, single: true, text: 'one process, no cluster, keep-alive' },
@@ -59,51 +65,37 @@ const HELP = `usage: npm run bench -- [options]
   --no-install        never apt-get/npx anything; use wrk if present, else the Node loop
   --impls LIST        rs,node (default both; one alone is for profiling, no ratios)`;
 
-function parseArgs(argv) {
-  const o = {};
-  for (let i = 0; i < argv.length; i++) {
-    let a = argv[i];
-    if (!a.startsWith('--')) throw new Error(`unexpected argument ${a}\n${HELP}`);
-    a = a.slice(2);
-    let v;
-    const eq = a.indexOf('=');
-    if (eq >= 0) {
-      v = a.slice(eq + 1);
-      a = a.slice(0, eq);
-    }
-    if (['quick', 'no-install', 'help'].includes(a)) {
-      o[a] = v === undefined ? true : v !== 'false';
-      continue;
-    }
-    if (v === undefined) {
-      v = argv[++i];
-      if (v === undefined) throw new Error(`--${a} needs a value`);
-    }
-    o[a] = v;
-  }
-  if (o.help) {
-    console.log(HELP);
-    process.exit(0);
-  }
-  const known = ['workers', 'duration', 'rounds', 'connections', 'scenarios', 'out', 'quick', 'loader', 'threads',
-    'warmup', 'startup-reps', 'no-install', 'impls'];
-  for (const k of Object.keys(o)) if (!known.includes(k)) throw new Error(`unknown option --${k}\n${HELP}`);
+const USAGE = 'usage: npm run bench -- [options]   (--help lists them)';
+
+function parseOptions() {
+  const str = { type: 'string' };
+  const { values: o, fail } = parseCli({
+    name: 'bench',
+    usage: USAGE,
+    help: HELP,
+    options: {
+      workers: str, duration: str, rounds: str, connections: str, scenarios: str, out: str, loader: str,
+      threads: str, warmup: str, 'startup-reps': str, impls: str,
+      quick: { type: 'boolean' }, 'no-install': { type: 'boolean' },
+    },
+  });
   const quick = !!o.quick;
   const num = (k, def, min) => {
     if (o[k] === undefined) return def;
     const n = Number(o[k]);
-    if (!Number.isFinite(n) || n < min) throw new Error(`--${k} must be a number >= ${min}`);
+    if (o[k].trim() === '' || !Number.isFinite(n) || n < min) fail(`--${k} must be a number >= ${min}, not '${o[k]}'`);
     return n;
   };
-  const names = (o.scenarios || (quick ? QUICK_SCENARIOS.join(',') : SCENARIOS.map((s) => s.name).join(',')))
+  const known = SCENARIOS.map((s) => s.name);
+  const names = (o.scenarios ?? (quick ? QUICK_SCENARIOS : known).join(','))
     .split(',').map((s) => s.trim()).filter(Boolean);
-  for (const n of names) {
-    if (!SCENARIOS.some((s) => s.name === n)) throw new Error(`unknown scenario ${n}; known: ${SCENARIOS.map((s) => s.name).join(', ')}`);
-  }
-  const impls = (o.impls || 'rs,node').split(',').map((s) => s.trim()).filter(Boolean);
-  if (impls.length === 0 || impls.some((i) => !['rs', 'node'].includes(i))) throw new Error('--impls takes rs, node or rs,node');
-  const loader = o.loader || 'auto';
-  if (!['auto', 'wrk', 'autocannon', 'node'].includes(loader)) throw new Error(`unknown --loader ${loader}`);
+  const unknown = names.filter((n) => !known.includes(n));
+  if (unknown.length > 0) fail(`unknown scenario ${unknown.join(', ')}; known: ${known.join(', ')}`);
+  if (names.length === 0) fail('--scenarios names no scenario');
+  const impls = (o.impls ?? 'rs,node').split(',').map((s) => s.trim()).filter(Boolean);
+  if (impls.length === 0 || impls.some((i) => !['rs', 'node'].includes(i))) fail(`--impls takes rs, node or rs,node, not '${o.impls}'`);
+  const loader = o.loader ?? 'auto';
+  if (!['auto', 'wrk', 'autocannon', 'node'].includes(loader)) fail(`--loader takes auto, wrk, autocannon or node, not '${loader}'`);
   return {
     workers: Math.floor(num('workers', 2, 1)),
     duration: num('duration', quick ? 1 : 5, 0.5),
@@ -113,7 +105,7 @@ function parseArgs(argv) {
     warmup: num('warmup', quick ? 0 : 1, 0),
     startupReps: Math.floor(num('startup-reps', quick ? 1 : 5, 1)),
     scenarios: SCENARIOS.filter((s) => names.includes(s.name)),
-    out: path.resolve(o.out || path.join(__dirname, 'results')),
+    out: path.resolve(o.out ?? path.join(__dirname, 'results')),
     quick,
     loader,
     impls,
@@ -123,18 +115,6 @@ function parseArgs(argv) {
 
 const log = (msg) => process.stderr.write(`${msg}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 // Starts the app (impl: rs | node | single) and resolves once every worker
 // listens. The returned handle knows every pid it started.
@@ -154,7 +134,7 @@ function startApp({ impl, policy, workers, port }) {
   if (policy && impl !== 'single') env.NODE_CLUSTER_SCHED_POLICY = policy;
 
   const t0 = performance.now();
-  const child = procs.spawnTracked(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] },
+  const child = tracker.spawnTracked(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] },
     `app(${impl})`, { tree: true });
   const app = {
     impl,
@@ -181,12 +161,12 @@ function startApp({ impl, policy, workers, port }) {
     }
     ev.at = performance.now();
     if (ev.ev === 'fork' && ev.child) {
-      procs.track(ev.child, 'worker');
+      tracker.track(ev.child, 'worker');
       pids.add(ev.child);
     }
     if (ev.ev === 'proc') {
       if (ev.role !== 'primary') {
-        procs.track(ev.pid, ev.role);
+        tracker.track(ev.pid, ev.role);
         pids.add(ev.pid);
       }
       app.primaryInfo = app.primaryInfo || (ev.role === 'primary' ? ev : undefined);
@@ -201,7 +181,7 @@ function startApp({ impl, policy, workers, port }) {
 
   app.stop = async () => {
     const all = app.pids();
-    procs.killPids(all);
+    tracker.killPids(all);
     await Promise.race([exited, sleep(3000)]);
     await procs.waitGone(all, 3000);
   };
@@ -259,7 +239,7 @@ function startApp({ impl, policy, workers, port }) {
       app.startupMs = ev.at - t0;
       app.workers = ev.workers || [];
       for (const w of app.workers) {
-        procs.track(w.pid, 'worker');
+        tracker.track(w.pid, 'worker');
         pids.add(w.pid);
       }
       // CPU spent getting there, all processes: steadier than wall time on a busy box.
@@ -297,9 +277,11 @@ function cpuOf(app) {
   return { total, primary: procs.cpuSeconds(app.pid) };
 }
 
-async function loadRun(opts, loader, sc, impl, round) {
+// `perf`: what syscalls.probe() found.
+async function loadRun(opts, loader, sc, impl, round, perf) {
   const port = await freePort();
-  const app = await startApp({ impl, policy: sc.policy, workers: opts.workers, port });
+  const app = await startApp({ impl, policy: sc.policy, workers: sc.workers || opts.workers, port });
+  let counter = null;
   try {
     const stall = sc.kind === 'stall';
     // The stall needs exact per-request latencies: the Node loop times each one.
@@ -307,8 +289,20 @@ async function loadRun(opts, loader, sc, impl, round) {
     const duration = stall ? Math.max(opts.duration, STALL_AT_S + STALL_MS / 1000 + 1.5) : opts.duration;
     const base = { port, connections: sc.connections || opts.connections, threads: opts.threads, keepAlive: sc.keepAlive, slowMs: SLOW_MS, graceS: 15 };
     if (opts.warmup > 0) await gen.run({ ...base, duration: opts.warmup });
+    // Every process of the cluster's tree, each with all its threads.
+    if (sc.syscalls && perf.ok) {
+      counter = syscalls.attach([app.pid, ...procs.descendants(app.pid)], sc.syscalls === 'breakdown' ? perf.breakdown : []);
+    }
+    let sys = null;
+    let sysError = null;
+    const sysFailed = (err) => {
+      sysError = String(err && err.message ? err.message : err);
+      counter.abort();
+      counter = null;
+    };
     const c0 = await app.counts();
     const cpu0 = cpuOf(app);
+    if (counter) await counter.enable().catch(sysFailed);
     const t0 = performance.now();
     const wall0 = Date.now();
     const sampler = setInterval(app.sample, stall ? 250 : 500);
@@ -333,6 +327,7 @@ async function loadRun(opts, loader, sc, impl, round) {
     const cpu1 = cpuOf(app);
     const mem = procs.memory(app.pid);
     await sleep(150); // let responses the client no longer waited for finish
+    if (counter) sys = await counter.finish().catch(sysFailed);
     const c1 = await app.counts();
     const perWorker = c1.map((c, i) => c.requests - c0[i].requests);
     const perWorkerConns = c1.map((c, i) => c.conns - c0[i].conns);
@@ -348,6 +343,7 @@ async function loadRun(opts, loader, sc, impl, round) {
       cpuUsPerReq: served > 0 ? (cpuTotal * 1e6) / served : null,
       primaryCores: (cpu1.primary - cpu0.primary) / seconds,
       primaryRssMb: mem ? mem.rssKb / 1024 : null,
+      syscallsPerReq: sys && served > 0 ? sys.total / served : null,
       shareMaxMin: share(perWorker),
       connShareMaxMin: share(perWorkerConns),
       startupMs: app.startupMs,
@@ -366,6 +362,7 @@ async function loadRun(opts, loader, sc, impl, round) {
         primaryHwmMb: mem ? mem.hwmKb / 1024 : null, latencyMs: res.latencyMs,
         timeline, idleWorkers: idleWorkers(timeline, res.seconds),
         pids: app.pids(), stalled: stall ? app.stalled.map((s) => ({ id: s.id, ms: s.ms })) : undefined,
+        syscalls: sc.syscalls && perf.ok ? { ...sys, error: sysError } : undefined,
         loaderRaw: res.raw,
       },
     };
@@ -375,6 +372,8 @@ async function loadRun(opts, loader, sc, impl, round) {
     }
     return run;
   } finally {
+    // A perf still counting (the load failed) goes with the app.
+    if (counter) counter.abort();
     await app.stop();
   }
 }
@@ -468,6 +467,7 @@ function describe(run) {
     `p50 ${f(m.p50Ms, 2)} ms`,
     `p99 ${f(m.p99Ms, 2)} ms`,
     `cpu ${f(m.cpuUsPerReq, 1)} µs/req`,
+    ...(m.syscallsPerReq != null ? [`${f(m.syscallsPerReq, 1)} syscalls/req`] : []),
     `primary ${f(m.primaryCores, 3)} cores ${f(m.primaryRssMb, 1)} MB`,
   ];
   if (m.shareMaxMin != null) {
@@ -486,8 +486,8 @@ function stamp(d) {
 }
 
 async function main() {
-  const opts = parseArgs(process.argv.slice(2));
-  procs.installCleanup();
+  const opts = parseOptions();
+  tracker.installCleanup();
   if (!fs.existsSync(REGISTER)) throw new Error(`missing ${REGISTER}`);
   const loader = loaders.pick(opts.loader, { install: opts.install, log: (m) => log(`bench: ${m}`) });
   const started = new Date();
@@ -495,6 +495,12 @@ async function main() {
     `${opts.connections} connections, load generator: ${loader.name} ${loader.version}` +
     `${opts.scenarios.some((s) => s.kind === 'stall') && loader.name !== 'node' ? ' (stall scenario: bench/loadgen.js)' : ''}`);
   log(`bench: node ${process.version}, ${os.cpus().length} CPUs, load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  const counting = opts.scenarios.some((s) => s.syscalls);
+  const perf = counting ? syscalls.probe() : { ok: false, note: 'no scenario counts them' };
+  if (counting) {
+    log(`bench: syscalls per request: ${perf.ok ? 'perf stat, raw_syscalls:sys_enter, every process of the cluster' : `skipped (${perf.note})`}` +
+      `${perf.ok && perf.note ? ` (${perf.note})` : ''}`);
+  }
 
   const runs = [];
   for (let round = 1; round <= opts.rounds; round++) {
@@ -520,7 +526,7 @@ async function main() {
       for (const impl of impls) {
         let run;
         try {
-          run = await loadRun(opts, loader, sc, impl, round);
+          run = await loadRun(opts, loader, sc, impl, round, perf);
         } catch (err) {
           run = { scenario: sc.name, impl, round, ok: false, error: String(err && err.message ? err.message : err), metrics: {} };
         }
@@ -530,7 +536,8 @@ async function main() {
   }
 
   const summary = report.summarize(runs);
-  const targets = report.checkTargets(summary, runs);
+  const targets = report.checkTargets(summary, runs, opts.workers);
+  const breakdown = report.syscallBreakdown(runs, 'close-rr');
   // Things a median hides.
   const warnings = [];
   for (const r of runs) {
@@ -540,6 +547,9 @@ async function main() {
     const idle = r.detail && r.detail.idleWorkers;
     if (idle && idle.length && r.scenario !== 'stall') {
       warnings.push(`${r.scenario} ${report.IMPL_LABEL[r.impl]} round ${r.round}: worker ${idle.join(', ')} served nothing in the last second of the load (per worker: ${r.detail.perWorker.join(' ')})`);
+    }
+    if (r.ok && r.detail.syscalls && r.detail.syscalls.error) {
+      warnings.push(`${r.scenario} ${report.IMPL_LABEL[r.impl]} round ${r.round}: syscalls not counted: ${r.detail.syscalls.error}`);
     }
     if (r.scenario === 'stall' && r.ok && r.metrics.afterStallShare != null && r.metrics.afterStallShare < 0.2) {
       warnings.push(`stall ${report.IMPL_LABEL[r.impl]} round ${r.round}: the stalled worker got ${r.metrics.afterStallShare.toFixed(2)} of its share after the stall ended`);
@@ -561,7 +571,11 @@ async function main() {
     },
     loader: { name: loader.name, version: loader.version, note: loader.note, stall: 'node' },
     options: { ...opts, scenarios: opts.scenarios.map((s) => s.name) },
-    scenarios: opts.scenarios.map((s) => ({ name: s.name, kind: s.kind, text: s.text, policy: s.policy || null, keepAlive: s.keepAlive ?? null })),
+    scenarios: opts.scenarios.map((s) => ({
+      name: s.name, kind: s.kind, text: s.text, policy: s.policy || null, keepAlive: s.keepAlive ?? null,
+      workers: s.single ? 1 : s.workers || opts.workers,
+    })),
+    syscalls: { counted: perf.ok, note: perf.note, closeRrBreakdown: breakdown },
     metrics: report.METRICS.map(({ key, label, better }) => ({ key, label, better })),
     runs,
     summary,
@@ -575,8 +589,12 @@ async function main() {
   console.log('medians (min–max over rounds); rs/node = ratio of medians (per-round ratios min–max)');
   console.log('');
   console.log(table);
+  if (breakdown) {
+    console.log('');
+    console.log(report.renderBreakdown(breakdown, 'close-rr'));
+  }
   console.log('');
-  console.log('targets (2 workers):');
+  console.log('targets:');
   console.log(report.renderTargets(targets));
   if (warnings.length) {
     console.log('');
@@ -606,10 +624,10 @@ async function main() {
     for (const r of failed) log(`  ${r.scenario} ${r.impl} round ${r.round}: ${r.error}`);
     process.exitCode = 1;
   }
-  procs.killAll();
+  tracker.killAll();
 }
 
 main().catch((err) => {
   log(`bench: ${err && err.message ? err.message : err}`);
-  procs.killAllAndExit(2);
+  tracker.killAllAndExit(2);
 });

@@ -11,6 +11,7 @@ const { badPort, validatePort, internalAssertion } = require('./errors');
 const native = require('./native');
 const settingsSpec = require('./settings');
 const { createSupervisor } = require('./supervisor');
+const { explainDeniedPreload } = require('./preload-access');
 const { WORKER_ENV, CHANNEL_ENV, PRELOAD_ENV, WINDOW_ENV, ADDON_ENV } = require('./env');
 
 const SCHED_NONE = 1;
@@ -189,7 +190,8 @@ function stdioWith(channelFd) {
 // goes online, and its servers are still shared. NODE_OPTIONS carries the
 // preload so the worker's execArgv (and our spawnargs) stay node:cluster's;
 // child.js puts the worker's own NODE_OPTIONS back from PRELOAD_ENV at once.
-const PRELOAD = `--require "${require.resolve('./index.js').replace(/["\\]/g, '\\$&')}"`;
+const PRELOAD_FILE = require.resolve('./index.js');
+const PRELOAD = `--require "${PRELOAD_FILE.replace(/["\\]/g, '\\$&')}"`;
 
 function addPreload(workerEnv) {
   const own = workerEnv.NODE_OPTIONS;
@@ -211,7 +213,7 @@ function createWorkerProcess(id, env, channelFd) {
   // Never NODE_UNIQUE_ID: that would start Node's own cluster worker.
   const workerEnv = addPreload({ ...process.env, ...env, [WORKER_ENV]: `${id}`, [CHANNEL_ENV]: `${index}` });
   if (native.addonFile !== null) workerEnv[ADDON_ENV] = native.addonFile;
-  return forkProcess(settings.exec, settings.args, {
+  const child = forkProcess(settings.exec, settings.args, {
     cwd: settings.cwd,
     env: workerEnv,
     serialization: settings.serialization,
@@ -222,6 +224,8 @@ function createWorkerProcess(id, env, channelFd) {
     gid: settings.gid,
     uid: settings.uid,
   });
+  explainDeniedPreload(PRELOAD_FILE, child, stdio, settings);
+  return child;
 }
 
 function removeWorker(worker) {

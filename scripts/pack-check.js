@@ -32,33 +32,28 @@ const path = require('node:path');
 const http = require('node:http');
 const { spawn } = require('node:child_process');
 const lib = require('./lib');
+const { isAlive } = require('./lib/procs');
+const { parseCli } = require('./lib/cli');
 
 const { ROOT, pkg, BINARY_NAME } = lib;
 
-const args = process.argv.slice(2);
+const USAGE = 'usage: node scripts/pack-check.js [--variant fat|split|both] [--no-build] [--keep]';
+const { values, fail: usageError } = parseCli({
+  name: 'pack:check',
+  usage: USAGE,
+  help: USAGE,
+  options: {
+    variant: { type: 'string' },
+    'no-build': { type: 'boolean' },
+    keep: { type: 'boolean' },
+  },
+});
 const opt = {
-  variant: 'both',
-  build: true,
-  keep: false,
+  variant: values.variant ?? 'both',
+  build: !values['no-build'],
+  keep: !!values.keep,
 };
-for (let i = 0; i < args.length; i++) {
-  const a = args[i];
-  if (a === '--variant') opt.variant = args[++i];
-  else if (a.startsWith('--variant=')) opt.variant = a.slice('--variant='.length);
-  else if (a === '--no-build') opt.build = false;
-  else if (a === '--keep') opt.keep = true;
-  else if (a === '-h' || a === '--help') {
-    console.log('usage: node scripts/pack-check.js [--variant fat|split|both] [--no-build] [--keep]');
-    process.exit(0);
-  } else {
-    console.error(`unknown option ${a}`);
-    process.exit(2);
-  }
-}
-if (!['fat', 'split', 'both'].includes(opt.variant)) {
-  console.error(`--variant must be fat, split or both, not ${opt.variant}`);
-  process.exit(2);
-}
+if (!['fat', 'split', 'both'].includes(opt.variant)) usageError(`--variant must be fat, split or both, not ${opt.variant}`);
 
 const NPM = lib.npmCommand();
 const HOST = lib.hostPlatform();
@@ -421,7 +416,7 @@ async function runApp(appDir, env) {
   } catch (err) {
     result.error = err;
   } finally {
-    const survivors = [...pids].filter(lib.isAlive);
+    const survivors = [...pids].filter(isAlive);
     for (const pid of survivors) {
       try {
         process.kill(pid, 'SIGKILL');

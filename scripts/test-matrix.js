@@ -28,50 +28,39 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const lib = require('./lib');
+const { parseCli } = require('./lib/cli');
 
 const { ROOT } = lib;
 
+const { values, fail } = parseCli({
+  name: 'test:matrix',
+  usage: 'usage: npm run test:matrix -- [--versions 22,24] [--files a.test.js,...] [--timeout S] [--refresh] [--no-build] [--quiet]',
+  help: fs.readFileSync(__filename, 'utf8').split('\n').slice(2, 26).join('\n').replace(/^\/\/ ?/gm, ''),
+  options: {
+    versions: { type: 'string' },
+    files: { type: 'string' },
+    timeout: { type: 'string' },
+    refresh: { type: 'boolean' },
+    'no-build': { type: 'boolean' },
+    quiet: { type: 'boolean' },
+  },
+});
 const opt = {
-  versions: [20, 22, 24, 26],
-  files: null,
-  timeout: 900,
-  refresh: false,
-  build: true,
-  quiet: false,
+  versions: (values.versions ?? '20,22,24,26')
+    .split(',')
+    .map((v) => v.trim().replace(/^v/, ''))
+    .filter(Boolean)
+    .map((v) => (/^\d+$/.test(v) ? Number(v) : NaN)),
+  files: values.files === undefined ? null : values.files.split(',').filter(Boolean),
+  timeout: Number(values.timeout ?? 900),
+  refresh: !!values.refresh,
+  build: !values['no-build'],
+  quiet: !!values.quiet,
 };
-const argv = process.argv.slice(2);
-for (let i = 0; i < argv.length; i++) {
-  let a = argv[i];
-  let val;
-  const eq = a.indexOf('=');
-  if (a.startsWith('--') && eq > 0) {
-    val = a.slice(eq + 1);
-    a = a.slice(0, eq);
-  }
-  const next = () => (val !== undefined ? val : argv[++i]);
-  if (a === '--versions') {
-    opt.versions = String(next())
-      .split(',')
-      .map((v) => v.trim().replace(/^v/, ''))
-      .filter(Boolean)
-      .map((v) => Number.parseInt(v, 10));
-    if (opt.versions.some((v) => !Number.isInteger(v) || v < 1)) {
-      console.error('--versions takes majors, e.g. --versions 22,24');
-      process.exit(2);
-    }
-  } else if (a === '--files') opt.files = String(next()).split(',').filter(Boolean);
-  else if (a === '--timeout') opt.timeout = Number(next());
-  else if (a === '--refresh') opt.refresh = true;
-  else if (a === '--no-build') opt.build = false;
-  else if (a === '--quiet') opt.quiet = true;
-  else if (a === '-h' || a === '--help') {
-    console.log(fs.readFileSync(__filename, 'utf8').split('\n').slice(2, 26).join('\n').replace(/^\/\/ ?/gm, ''));
-    process.exit(0);
-  } else {
-    console.error(`unknown option ${a} (see --help)`);
-    process.exit(2);
-  }
+if (opt.versions.length === 0 || opt.versions.some((v) => !Number.isInteger(v) || v < 1)) {
+  fail(`--versions takes majors, e.g. --versions 22,24, not '${values.versions}'`);
 }
+if (!(opt.timeout > 0)) fail(`--timeout takes seconds > 0, not '${values.timeout}'`);
 
 const NPM = lib.npmCommand();
 // Other users must be able to run the cached node: tests fork workers with

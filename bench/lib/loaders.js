@@ -9,7 +9,7 @@
 const path = require('node:path');
 const fs = require('node:fs');
 const { spawnSync } = require('node:child_process');
-const procs = require('./procs');
+const tracker = require('./tracker');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const LOADGEN = path.join(__dirname, '..', 'loadgen.js');
@@ -38,7 +38,7 @@ function wrkVersion(bin) {
 // Runs `cmd args`, tracked, collecting stdout; resolves { code, signal, stdout, stderr }.
 function runBounded(cmd, args, { timeoutMs, env }) {
   return new Promise((resolve, reject) => {
-    const child = procs.spawnTracked(cmd, args, {
+    const child = tracker.spawnTracked(cmd, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, BENCH_PARENT_PID: `${process.pid}`, ...env },
     }, path.basename(cmd));
@@ -48,7 +48,7 @@ function runBounded(cmd, args, { timeoutMs, env }) {
     child.stderr.setEncoding('utf8');
     child.stdout.on('data', (d) => { stdout += d; });
     child.stderr.on('data', (d) => { stderr = (stderr + d).slice(-4000); });
-    const timer = setTimeout(() => procs.killPids([child.pid]), timeoutMs);
+    const timer = setTimeout(() => tracker.killPids([child.pid]), timeoutMs);
     child.on('error', (err) => {
       clearTimeout(timer);
       reject(err);

@@ -5,7 +5,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { spawn, spawnSync } = require('node:child_process');
 
-const ROOT = path.resolve(__dirname, '..');
+const ROOT = path.resolve(__dirname, '..', '..');
 const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
 const BINARY_NAME = (pkg.napi && pkg.napi.binaryName) || pkg.name;
 
@@ -157,15 +157,6 @@ function killGroup(pid) {
   }
 }
 
-function isAlive(pid) {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 // npm prints `npm warn Unknown user config "nodedir"` here (from ~/.npmrc):
 // harmless, and noise in our output.
 function quietNpm(text) {
@@ -186,6 +177,5 @@ module.exports = {
   which,
   run,
   killGroup,
-  isAlive,
   quietNpm,
 };

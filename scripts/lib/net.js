@@ -1,11 +1,13 @@
 'use strict';
-// Clients that open a new connection for every request, each sending the
-// next as soon as the last is answered: the load under which a reload is
-// judged, since every request goes through accept and hand-off again.
+// Network helpers of the tests and the bench: a free port, and the churn
+// load.
 
 const http = require('node:http');
 const net = require('node:net');
 
+// Clients that open a new connection for every request, each sending the
+// next as soon as the last is answered: the load under which a reload is
+// judged, since every request goes through accept and hand-off again.
 // Starts `clients` loops on 127.0.0.1:port; stop() ends them and resolves
 // with { ok, failures, errors (reason -> count), bodies (body -> count) }.
 function churn(port, clients) {
@@ -50,14 +52,16 @@ function churn(port, clients) {
   };
 }
 
-// A port for the server under test: free now (the OS's next one).
-function freePort() {
+// A port nothing listens on right now on `host` (the OS's next one).
+function freePort(host = '127.0.0.1') {
   return new Promise((resolve, reject) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, host, () => {
       const { port } = s.address();
       s.close(() => resolve(port));
     });
-    s.on('error', reject);
   });
 }
 

@@ -1,88 +1,13 @@
 'use strict';
-// Every process the bench starts, and the /proc readings it takes of them.
+// Every process the bench starts.
 //
 // Processes are remembered by pid together with their start time (field 22
 // of /proc/<pid>/stat), so a pid that the kernel has handed to someone else
 // in the meantime is never signalled. `killAll()` is synchronous: it runs
 // from process 'exit', SIGINT/SIGTERM and uncaught errors alike.
 
-const fs = require('node:fs');
-const { spawn, execFileSync } = require('node:child_process');
-
-let clkTck = 100;
-try {
-  clkTck = +execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim() || 100;
-} catch {
-  // Linux's USER_HZ is 100 everywhere that matters.
-}
-
-// /proc/<pid>/stat split after the command name, which may hold spaces and
-// parentheses. `f(n)` is field n as numbered in proc(5).
-function readStat(pid) {
-  let text;
-  try {
-    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return null;
-  }
-  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  const f = (n) => rest[n - 3];
-  return {
-    state: f(3),
-    ppid: +f(4),
-    utime: +f(14),
-    stime: +f(15),
-    starttime: f(22),
-  };
-}
-
-// User + system CPU seconds of a process, all its threads included.
-function cpuSeconds(pid) {
-  const s = readStat(pid);
-  return s === null ? null : (s.utime + s.stime) / clkTck;
-}
-
-// { VmRSS, VmHWM } of a process in kB.
-function memory(pid) {
-  let text;
-  try {
-    text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-  } catch {
-    return null;
-  }
-  const kb = (name) => {
-    const m = new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text);
-    return m ? +m[1] : null;
-  };
-  return { rssKb: kb('VmRSS'), hwmKb: kb('VmHWM') };
-}
-
-// All live descendants of `root`, found through the ppid of every process.
-function descendants(root) {
-  const children = new Map();
-  let entries = [];
-  try {
-    entries = fs.readdirSync('/proc');
-  } catch {
-    return [];
-  }
-  for (const name of entries) {
-    if (!/^\d+$/.test(name)) continue;
-    const s = readStat(name);
-    if (s === null) continue;
-    if (!children.has(s.ppid)) children.set(s.ppid, []);
-    children.get(s.ppid).push(+name);
-  }
-  const out = [];
-  const stack = [root];
-  while (stack.length > 0) {
-    for (const c of children.get(stack.pop()) || []) {
-      out.push(c);
-      stack.push(c);
-    }
-  }
-  return out;
-}
+const { spawn } = require('node:child_process');
+const { readStat, descendants } = require('../../scripts/lib/procs');
 
 const tracked = new Map(); // pid -> { starttime, label, tree }
 
@@ -137,20 +62,6 @@ function killAll() {
   return killPids([...tracked.keys()]);
 }
 
-// Resolves once none of `pids` is alive (or after `timeoutMs`); true if all went.
-async function waitGone(pids, timeoutMs = 3000) {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const left = pids.filter((p) => {
-      const s = readStat(p);
-      return s !== null && s.state !== 'Z';
-    });
-    if (left.length === 0) return true;
-    if (Date.now() > until) return false;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 const children = new Set(); // direct children not yet reaped
 
 // child_process.spawn, tracked from the start.
@@ -198,7 +109,4 @@ function installCleanup() {
   process.on('unhandledRejection', crash);
 }
 
-module.exports = {
-  clkTck, readStat, cpuSeconds, memory, descendants, track, killPids, killAll,
-  killAllAndExit, waitGone, spawnTracked, installCleanup, tracked,
-};
+module.exports = { track, killPids, killAll, killAllAndExit, spawnTracked, installCleanup };

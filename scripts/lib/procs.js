@@ -1,0 +1,111 @@
+'use strict';
+// Process readings shared by the tests, the bench and the scripts: /proc
+// where it exists (Linux), signal 0 elsewhere. The one copy of each, so that
+// neither the tests nor the bench import the other's code.
+
+const fs = require('node:fs');
+const { execFileSync } = require('node:child_process');
+
+const HAS_PROC = fs.existsSync('/proc/self/stat');
+
+let clkTck = 100;
+try {
+  clkTck = +execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim() || 100;
+} catch {
+  // Linux's USER_HZ is 100 everywhere that matters.
+}
+
+// /proc/<pid>/<file>, or null if the process is gone.
+function readProc(pid, file) {
+  try {
+    return fs.readFileSync(`/proc/${pid}/${file}`, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
+// /proc/<pid>/stat split after the command name, which may hold spaces and
+// parentheses. `f(n)` is field n as numbered in proc(5). Null if gone.
+function readStat(pid) {
+  const text = readProc(pid, 'stat');
+  if (text === null) return null;
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const f = (n) => rest[n - 3];
+  return {
+    state: f(3),
+    ppid: +f(4),
+    utime: +f(14),
+    stime: +f(15),
+    // Clock ticks after boot: a pid handed to another process has another.
+    starttime: f(22),
+  };
+}
+
+// Whether `pid` runs: signal 0 reaches it (EPERM: it runs as someone else)
+// and, where /proc tells, it is not a zombie waiting to be reaped.
+function isAlive(pid) {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if (err.code !== 'EPERM') return false;
+  }
+  if (!HAS_PROC) return true;
+  const s = readStat(pid);
+  return s !== null && s.state !== 'Z';
+}
+
+// Resolves true once every pid is gone, false if some still runs after `timeoutMs`.
+async function waitGone(pids, timeoutMs) {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    if (pids.every((p) => !isAlive(p))) return true;
+    if (Date.now() >= until) return false;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+// User + system CPU seconds of a process, all its threads included; null if gone.
+function cpuSeconds(pid) {
+  const s = readStat(pid);
+  return s === null ? null : (s.utime + s.stime) / clkTck;
+}
+
+// { rssKb: VmRSS, hwmKb: VmHWM } of a process, or null if gone.
+function memory(pid) {
+  const text = readProc(pid, 'status');
+  if (text === null) return null;
+  const kb = (name) => {
+    const m = new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text);
+    return m ? +m[1] : null;
+  };
+  return { rssKb: kb('VmRSS'), hwmKb: kb('VmHWM') };
+}
+
+// All live descendants of `root`, found through the ppid of every process.
+function descendants(root) {
+  const children = new Map();
+  let entries = [];
+  try {
+    entries = fs.readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  for (const name of entries) {
+    if (!/^\d+$/.test(name)) continue;
+    const s = readStat(name);
+    if (s === null) continue;
+    if (!children.has(s.ppid)) children.set(s.ppid, []);
+    children.get(s.ppid).push(+name);
+  }
+  const out = [];
+  const stack = [root];
+  while (stack.length > 0) {
+    for (const c of children.get(stack.pop()) || []) {
+      out.push(c);
+      stack.push(c);
+    }
+  }
+  return out;
+}
+
+module.exports = { clkTck, readStat, isAlive, waitGone, cpuSeconds, memory, descendants };
