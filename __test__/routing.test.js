@@ -43,7 +43,7 @@ test('least (API): new connections go to the worker with fewer live connections'
   const c = routingApp({ ROUTING_API: 'least' });
   t.after(() => c.stop());
   const port = await ready(c, 2);
-  assert.strictEqual(c.events.find((e) => e.event === 'primary').policy, 3);
+  assert.strictEqual(c.events.find((e) => e.event === 'primary').policy, 101);
   // Six long-lived connections: three on each worker.
   const held = [];
   for (let i = 0; i < 6; i++) held.push(await hold(port));
@@ -65,7 +65,7 @@ test('sticky by header (environment, unchanged app): each session stays on one w
   t.after(() => c.stop());
   const port = await ready(c, 3);
   const primary = c.events.find((e) => e.event === 'primary');
-  assert.deepStrictEqual([primary.policy, primary.sticky], [4, 'header:x-session']);
+  assert.deepStrictEqual([primary.policy, primary.sticky], [102, 'header:x-session']);
   const owner = {};
   for (let round = 0; round < 3; round++) {
     for (let s = 0; s < 10; s++) {

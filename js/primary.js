@@ -16,9 +16,10 @@ const { WORKER_ENV, CHANNEL_ENV, PRELOAD_ENV, WINDOW_ENV, ADDON_ENV } = require(
 
 const SCHED_NONE = 1;
 const SCHED_RR = 2;
-// rs-cluster's own, decided in the Rust primary like SCHED_RR.
-const SCHED_LEAST = 3;
-const SCHED_STICKY = 4;
+// rs-cluster's own, decided in the Rust primary like SCHED_RR; far from
+// Node's, so a value node:cluster rejects (3, 4 …) is rejected here too.
+const SCHED_LEAST = 101;
+const SCHED_STICKY = 102;
 const POLICIES = { none: SCHED_NONE, rr: SCHED_RR, least: SCHED_LEAST, sticky: SCHED_STICKY };
 
 const cluster = new EventEmitter();

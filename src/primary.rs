@@ -58,11 +58,11 @@ pub fn probe_socket(env: Env, kind: String) -> Result<i32> {
         .map_err(|e| to_js(&env, &e))
 }
 
-/// Node's constants, and ours after them.
+/// Node's constants, and ours (js/primary.js says why these values).
 const SCHED_NONE: u32 = 1;
 const SCHED_RR: u32 = 2;
-const SCHED_LEAST: u32 = 3;
-const SCHED_STICKY: u32 = 4;
+const SCHED_LEAST: u32 = 101;
+const SCHED_STICKY: u32 = 102;
 
 fn sticky_key(env: &Env, spec: &str) -> Result<KeySpec> {
     KeySpec::parse(spec).map_err(|e| invalid_value(env, &format!("The argument 'sticky' is invalid: {e}")))
@@ -94,8 +94,8 @@ pub struct PrimaryReactor {
 
 #[napi]
 impl PrimaryReactor {
-    /// `policy`: 1 = SCHED_NONE, 2 = SCHED_RR (Node's constants), 3 =
-    /// SCHED_LEAST, 4 = SCHED_STICKY (keyed by `sticky`, default `ip`).
+    /// `policy`: SCHED_NONE, SCHED_RR (Node's constants), SCHED_LEAST or
+    /// SCHED_STICKY (keyed by `sticky`, default `ip`).
     #[napi(constructor, catch_unwind)]
     pub fn new(
         env: Env,
