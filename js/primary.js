@@ -11,6 +11,7 @@ const { badPort, validatePort, internalAssertion } = require('./errors');
 const native = require('./native');
 const settingsSpec = require('./settings');
 const { createSupervisor } = require('./supervisor');
+const stats = require('./stats');
 const { WORKER_ENV, CHANNEL_ENV, PRELOAD_ENV, WINDOW_ENV, ADDON_ENV } = require('./env');
 
 const SCHED_NONE = 1;
@@ -32,6 +33,13 @@ cluster.SCHED_RR = SCHED_RR;
 // `reload` is not enumerable: the object's keys stay node:cluster's.
 const supervisor = createSupervisor(cluster);
 Object.defineProperty(cluster, 'reload', { value: supervisor.reload, writable: true, configurable: true });
+// Observability (js/stats.js, js/prometheus.js); the endpoint only if asked.
+Object.defineProperty(cluster, 'stats', { value: () => stats.snapshot(reactor), writable: true, configurable: true });
+Object.defineProperty(cluster, 'metrics', {
+  value: () => require('./prometheus').render(stats.snapshot(reactor)), writable: true, configurable: true,
+});
+let metricsServer = null;
+let metricsAddress;
 
 const envPolicy = process.env.NODE_CLUSTER_SCHED_POLICY;
 cluster.schedulingPolicy = envPolicy === 'none' ? SCHED_NONE
@@ -97,6 +105,7 @@ cluster.setupPrimary = function setupPrimary(options) {
     settings.execArgv = [...settings.execArgv, '--logfile=v8-%p.log'];
   }
   cluster.settings = settings;
+  serveMetrics(settings.metrics);
   if (!initialized) {
     initialized = true;
     schedulingPolicy = cluster.schedulingPolicy;
@@ -108,6 +117,17 @@ cluster.setupPrimary = function setupPrimary(options) {
   process.nextTick(emitSetup, settings);
 };
 cluster.setupMaster = cluster.setupPrimary;
+
+// Opens, moves or closes the metrics endpoint to match the `metrics` setting.
+// A listen error (EADDRINUSE) is the cluster's 'error', thrown if nobody
+// listens for it, as a server's own listen error is.
+function serveMetrics(address) {
+  if (address === metricsAddress) return;
+  metricsAddress = address;
+  if (metricsServer !== null) metricsServer.close();
+  metricsServer = address === undefined ? null
+    : require('./metrics-server').serve(settingsSpec.parseAddress(`${address}`), cluster, (err) => cluster.emit('error', err));
+}
 
 function getReactor() {
   if (reactor === null) {
@@ -257,6 +277,7 @@ cluster.fork = function fork(env) {
   r.addWorker(id, primaryEnd);
 
   const worker = new Worker({ id, process: child });
+  stats.track(worker);
   supervisor.forked(worker, env);
   worker.on('message', function onMessage(message, handle) {
     supervisor.message(this, message);
@@ -265,6 +286,7 @@ cluster.fork = function fork(env) {
 
   child.once('exit', (exitCode, signalCode) => {
     r.workerExited(id);
+    stats.untrack(worker);
     // It stays listed until both disconnect and exit have happened.
     if (!worker.isConnected()) removeWorker(worker);
     worker.exitedAfterDisconnect = !!worker.exitedAfterDisconnect;
