@@ -146,4 +146,4 @@ function snapshot(reactor) {
   };
 }
 
-module.exports = { snapshot, track, untrack, countRestart, countReload, RESTART_REASONS };
+module.exports = { snapshot, track, untrack, countRestart, countReload, quantile, RESTART_REASONS };
