@@ -53,6 +53,90 @@ declare namespace cluster {
         /** reason 'memory': the previous worker's resident set size (bytes) when it was replaced. */
         rss?: number;
     }
+
+    /** A hand-off latency histogram (accept in the primary to `connection` in the worker), in seconds. */
+    interface HandoffStats {
+        /** Quantiles estimated from the buckets (linear within a bucket); null before any connection. */
+        p50: number | null;
+        p90: number | null;
+        p99: number | null;
+        count: number;
+        sum: number;
+        /** Cumulative counts, one per `Stats.handoffBounds` entry, then +Inf. */
+        buckets: number[];
+    }
+
+    /** One worker in `cluster.stats()`. */
+    interface WorkerStats {
+        id: number;
+        /** null once its process has exited. */
+        pid: number | null;
+        /** node:cluster's `worker.state`, or 'draining' once told to disconnect while it still serves. */
+        state: "none" | "online" | "listening" | "draining" | "disconnected" | "dead";
+        /** Its event loop stood still with connections waiting: it gets none until it turns. */
+        stalled: boolean;
+        /** Connections it has taken. */
+        accepted: number;
+        /** Open in its servers. */
+        active: number;
+        /** Handed to it, not taken yet. */
+        pending: number;
+        handoff: HandoffStats;
+        /** Seconds its event loop is behind (grows while it is stuck). */
+        eventLoopLag: number;
+        /** Resident set size, bytes (null if unreadable). */
+        rss: number | null;
+        /** User + system CPU seconds (null if unreadable). */
+        cpu: number | null;
+        /** Replacements behind this worker: its predecessor's restarts plus one. */
+        restarts: number;
+    }
+
+    /** One listener (a shared or round-robin server handle) in `cluster.stats()`. */
+    interface ListenerStats {
+        id: number;
+        /** `host:port`, or the unix socket's path. */
+        address: string;
+        /** 'rr': the primary accepts (round-robin, least or sticky); 'shared': the workers do. */
+        policy: "rr" | "shared";
+        workers: number[];
+        /** Accepted by the primary (round-robin only). */
+        accepted: number | null;
+        /** The kernel's accept queue: waiting connections and its limit (TCP on Linux only). */
+        queue: number | null;
+        queueLimit: number | null;
+        /** Waiting in the primary: for a sticky worker's room, or for their first request's head. */
+        waiting: number;
+        /** Sticky keys the primary remembers. */
+        stickyKeys: number;
+    }
+
+    /** `cluster.stats()`: a snapshot, taken when called. */
+    interface Stats {
+        /** Date.now() of the snapshot. */
+        time: number;
+        primary: { pid: number; uptime: number; rss: number; cpu: number };
+        /** Every worker whose process has not exited. */
+        workers: WorkerStats[];
+        listeners: ListenerStats[];
+        /** Connections served by another worker than the one first chosen, by why. */
+        rerouted: { died: number; draining: number; stalled: number; refused: number; outOfFds: number };
+        /** Workers replaced by the supervisor, by why. */
+        restarts: { crash: number; hang: number; memory: number; reload: number };
+        reloads: number;
+        /** Sums over the live workers; `accepted` and `handoff` include the workers that are gone. */
+        totals: {
+            workers: number;
+            accepted: number;
+            active: number;
+            pending: number;
+            rss: number;
+            cpu: number;
+            handoff: HandoffStats;
+        };
+        /** Upper bounds (seconds) of the hand-off buckets; +Inf follows. */
+        handoffBounds: number[];
+    }
 }
 
 // rs-cluster's additions, on node:cluster's own types (so they also type
@@ -74,6 +158,12 @@ declare module "cluster" {
          * `'ip'` (default), or read from the first request's head: `'header:NAME'`, `'cookie:NAME'`, `'query:NAME'`.
          */
         sticky?: "ip" | `header:${string}` | `cookie:${string}` | `query:${string}` | undefined;
+        /**
+         * Serve GET /metrics (Prometheus text) and GET /stats (JSON) from the primary at `[host:]port`
+         * (host default 127.0.0.1) or a port number (RS_CLUSTER_METRICS). A listen error such as
+         * EADDRINUSE is the cluster's 'error'.
+         */
+        metrics?: string | number | undefined;
     }
     interface Cluster {
         /** Each new connection to the worker with the fewest live connections (NODE_CLUSTER_SCHED_POLICY=least). */
@@ -86,6 +176,10 @@ declare module "cluster" {
          * `code: 'ERR_RS_CLUSTER_RELOAD'` (the old workers keep serving) if a successor never becomes ready.
          */
         reload(options?: cluster.ReloadOptions): Promise<void>;
+        /** A snapshot of the workers, listeners and cluster-wide counters (primary only). */
+        stats(): cluster.Stats;
+        /** The same as Prometheus text exposition, format 0.0.4 (primary only). */
+        metrics(): string;
         addListener(event: "restart", listener: (worker: Worker, info: cluster.RestartInfo) => void): this;
         emit(event: "restart", worker: Worker, info: cluster.RestartInfo): boolean;
         on(event: "restart", listener: (worker: Worker, info: cluster.RestartInfo) => void): this;

@@ -31,6 +31,7 @@ const SETTING_FLAGS = {
   'hang-timeout': 'hangTimeout',
   'max-memory': 'maxMemory',
   'sticky-key': 'sticky',
+  metrics: 'metrics',
 };
 
 const POLICIES = ['rr', 'none', 'least', 'sticky'];
@@ -54,22 +55,22 @@ const HELP = `rs-cluster [options] <script> [script args...]   run an unchanged 
   --max-memory <MB>       replace a worker whose RSS exceeds this, gracefully (default off)
   --wait-ready            a new worker is ready when it calls process.send('ready'), not when it listens
   --no-respawn            do not replace workers that exit unexpectedly (default: respawn, with backoff)
-  --metrics <[host:]port> serve /metrics and /stats (not supported yet)
+  --metrics <[host:]port> serve GET /metrics (Prometheus text) and GET /stats (JSON) from the primary;
+                          host default 127.0.0.1
   -h, --help              this text
   -v, --version           rs-cluster's version
+
+rs-cluster top <[host:]port>   live view of a running cluster's /stats, refreshed every second; q quits
 
 Signals: SIGHUP = rolling reload; SIGTERM or SIGINT = graceful stop (no new connections, in-flight
 work finishes within the drain timeout, exit 0); a second SIGINT = stop now (exit 130).
 Exit status: 0 after a stop, 1 if the workers could never start or all exited with respawn off,
 2 on a usage error. Environment: RS_CLUSTER_RESPAWN, RS_CLUSTER_DRAIN_TIMEOUT, RS_CLUSTER_HANG_TIMEOUT,
-RS_CLUSTER_MAX_MEMORY, RS_CLUSTER_WAIT_READY, NODE_CLUSTER_SCHED_POLICY, RS_CLUSTER_STICKY_KEY (flags win).
+RS_CLUSTER_MAX_MEMORY, RS_CLUSTER_WAIT_READY, RS_CLUSTER_METRICS, NODE_CLUSTER_SCHED_POLICY, RS_CLUSTER_STICKY_KEY
+(flags win).
 `;
 
 class UsageError extends Error {}
-
-function notYet(what) {
-  return new UsageError(`${what} is not supported yet`);
-}
 
 // Splits the command line at the script: what follows it is the script's.
 // The options before it are re-read strictly, each as `--name=value`, so a
@@ -111,14 +112,6 @@ function checkPolicy(policy, stickyKey) {
   throw new UsageError(`--policy must be rr, none, least or sticky. Received '${policy}'`);
 }
 
-function checkMetrics(address) {
-  const m = /^(?:(.+):)?(\d+)$/.exec(address);
-  if (m === null || +m[2] > 65535) {
-    throw new UsageError(`--metrics must be [host:]port with a port from 0 to 65535. Received '${address}'`);
-  }
-  throw notYet('--metrics');
-}
-
 function resolveScript(script) {
   if (script === undefined) throw new UsageError('missing the script to run');
   try {
@@ -136,7 +129,6 @@ function parseCommandLine(argv) {
   const values = readOptions(options);
   if (values.help || values.version) return { help: !!values.help, version: !!values.version };
   checkPolicy(values.policy, values['sticky-key']);
-  if (values.metrics !== undefined) checkMetrics(values.metrics);
   const flags = {};
   for (const [flag, key] of Object.entries(SETTING_FLAGS)) {
     if (values[flag] !== undefined) flags[key] = settings.parseText(key, values[flag], `--${flag}`);
@@ -193,6 +185,12 @@ function run({ workers, policy, settings: clusterSettings, exec, args }) {
     if (live.size === 0) finish(code);
   }
 
+  // The metrics endpoint could not listen (EADDRINUSE...): stop, as for a
+  // bad flag; anything else the cluster reports is logged.
+  cluster.on('error', (err) => {
+    log(err.message);
+    if (err.syscall === 'listen') stop(`--metrics ${cluster.settings.metrics}`, 1);
+  });
   cluster.on('fork', (worker) => live.set(worker, Date.now()));
   cluster.on('listening', (worker, address) => {
     if (!cluster.settings.waitReady) started = true;
@@ -248,6 +246,10 @@ function run({ workers, policy, settings: clusterSettings, exec, args }) {
 }
 
 function main(argv) {
+  if (argv[0] === 'top') {
+    require('./top').main(argv.slice(1)).then((code) => process.exit(code));
+    return;
+  }
   let options;
   try {
     options = parseCommandLine(argv);

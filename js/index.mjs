@@ -13,3 +13,5 @@ export const setupMaster = cluster.setupMaster;
 export const disconnect = cluster.disconnect;
 // rs-cluster's own (undefined in a worker, as fork is).
 export const reload = cluster.reload;
+export const stats = cluster.stats;
+export const metrics = cluster.metrics;

@@ -12,6 +12,7 @@ const native = require('./native');
 const settingsSpec = require('./settings');
 const { createSupervisor } = require('./supervisor');
 const { explainDeniedPreload } = require('./preload-access');
+const stats = require('./stats');
 const { WORKER_ENV, CHANNEL_ENV, PRELOAD_ENV, WINDOW_ENV, ADDON_ENV } = require('./env');
 
 const SCHED_NONE = 1;
@@ -52,6 +53,13 @@ const supervisor = createSupervisor(cluster, {
   },
 });
 Object.defineProperty(cluster, 'reload', { value: supervisor.reload, writable: true, configurable: true });
+// Observability (js/stats.js, js/prometheus.js); the endpoint only if asked.
+Object.defineProperty(cluster, 'stats', { value: () => stats.snapshot(reactor), writable: true, configurable: true });
+Object.defineProperty(cluster, 'metrics', {
+  value: () => require('./prometheus').render(stats.snapshot(reactor)), writable: true, configurable: true,
+});
+let metricsServer = null;
+let metricsAddress;
 
 const envPolicy = process.env.NODE_CLUSTER_SCHED_POLICY;
 cluster.schedulingPolicy = Object.hasOwn(POLICIES, envPolicy) ? POLICIES[envPolicy]
@@ -116,6 +124,7 @@ cluster.setupPrimary = function setupPrimary(options) {
     settings.execArgv = [...settings.execArgv, '--logfile=v8-%p.log'];
   }
   cluster.settings = settings;
+  serveMetrics(settings.metrics);
   if (!initialized) {
     initialized = true;
     schedulingPolicy = cluster.schedulingPolicy;
@@ -127,6 +136,17 @@ cluster.setupPrimary = function setupPrimary(options) {
   process.nextTick(emitSetup, settings);
 };
 cluster.setupMaster = cluster.setupPrimary;
+
+// Opens, moves or closes the metrics endpoint to match the `metrics` setting.
+// A listen error (EADDRINUSE) is the cluster's 'error', thrown if nobody
+// listens for it, as a server's own listen error is.
+function serveMetrics(address) {
+  if (address === metricsAddress) return;
+  metricsAddress = address;
+  if (metricsServer !== null) metricsServer.close();
+  metricsServer = address === undefined ? null
+    : require('./metrics-server').serve(settingsSpec.parseAddress(`${address}`), cluster, (err) => cluster.emit('error', err));
+}
 
 function getReactor() {
   if (reactor === null) {
@@ -281,6 +301,7 @@ cluster.fork = function fork(env) {
   r.addWorker(id, primaryEnd);
 
   const worker = new Worker({ id, process: child });
+  stats.track(worker);
   supervisor.forked(worker, env);
   worker.on('message', function onMessage(message, handle) {
     supervisor.message(this, message);
@@ -289,6 +310,7 @@ cluster.fork = function fork(env) {
 
   child.once('exit', (exitCode, signalCode) => {
     r.workerExited(id);
+    stats.untrack(worker);
     // It stays listed until both disconnect and exit have happened.
     if (!worker.isConnected()) removeWorker(worker);
     worker.exitedAfterDisconnect = !!worker.exitedAfterDisconnect;

@@ -12,6 +12,7 @@ const os = require('node:os');
 const { execFile } = require('node:child_process');
 const { invalidArgType, invalidValue, clusterError } = require('./errors');
 const { validateValue, fromEnv } = require('./settings');
+const { countRestart, countReload } = require('./stats');
 
 // Crash-loop backoff: 250 ms doubling up to 16 s, one fork at a time, so a
 // script that throws at start costs at most 6 respawns in 30 s. A worker that
@@ -96,6 +97,7 @@ function createSupervisor(cluster, routing) {
   // Forks `previous`'s successor with the same env; 'restart' follows 'fork'.
   function forkSuccessor(previous, reason, details) {
     const worker = cluster.fork(state.get(previous).env);
+    countRestart(reason, previous, worker);
     process.nextTick(() => cluster.emit('restart', worker, { reason, previous, ...details }));
     return worker;
   }
@@ -187,6 +189,7 @@ function createSupervisor(cluster, routing) {
   }
 
   async function replaceAll(options) {
+    countReload();
     const olds = Object.values(cluster.workers).filter((w) => w.isConnected() && !w.isDead());
     for (const old of olds) {
       // Gone meanwhile: a crash (respawn replaces it) or cluster.disconnect().

@@ -1,0 +1,12 @@
+// rs-cluster's observability additions to the node:cluster types.
+import cluster = require('rs-cluster');
+
+cluster.setupPrimary({ metrics: '127.0.0.1:9100' });
+cluster.setupPrimary({ metrics: 9100 });
+const s: cluster.Stats = cluster.stats();
+const p99: number | null = s.workers[0].handoff.p99;
+const lag: number = s.workers[0].eventLoopLag;
+const queue: number | null = s.listeners[0].queue;
+const died: number = s.rerouted.died;
+const text: string = cluster.metrics();
+export { p99, lag, queue, died, text };

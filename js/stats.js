@@ -1,0 +1,149 @@
+'use strict';
+// cluster.stats(): one snapshot of the cluster, taken when asked. The
+// connection counters come from the Rust reactor (crates/core/src/primary/
+// stats.rs), which reads each worker's shared page: no message to any worker.
+// Pid, state, memory and CPU come from the primary's side. Restarts and
+// reloads are counted here by the supervisor, which does them.
+
+const { processInfo } = require('./procinfo');
+
+const NS = 1e9;
+const RESTART_REASONS = ['crash', 'hang', 'memory', 'reload'];
+
+// Workers whose process has not exited, by id: cluster.workers drops a
+// worker as soon as it is told to disconnect, but it still serves what it has.
+const live = new Map();
+// The restarts behind each worker: its predecessor's, plus one.
+const restartsOf = new WeakMap();
+const restarts = Object.fromEntries(RESTART_REASONS.map((r) => [r, 0]));
+let reloads = 0;
+
+function track(worker) {
+  live.set(worker.id, worker);
+}
+
+function untrack(worker) {
+  live.delete(worker.id);
+}
+
+// The supervisor forked `worker` to replace `previous` for `reason`.
+function countRestart(reason, previous, worker) {
+  restarts[reason]++;
+  restartsOf.set(worker, (restartsOf.get(previous) ?? 0) + 1);
+}
+
+function countReload() {
+  reloads++;
+}
+
+// What the reactor reports before it exists (no fork yet).
+const NO_REACTOR = {
+  workers: [],
+  listeners: [],
+  rerouted: { died: 0, draining: 0, stalled: 0, refused: 0, outOfFds: 0 },
+  retired: { accepted: 0, handoffSumNs: 0, handoff: [] },
+  handoffBoundsNs: [],
+};
+
+function readReactor(reactor) {
+  if (reactor === null) return NO_REACTOR;
+  const json = reactor.stats();
+  if (json === null) {
+    const err = new Error('rs-cluster: the primary\'s reactor did not answer for stats within 1 s');
+    err.code = 'ETIMEDOUT';
+    throw err;
+  }
+  return JSON.parse(json);
+}
+
+// The value below which a fraction `q` of the observations fall, assuming
+// they spread evenly within their bucket (as Prometheus' histogram_quantile);
+// null with no observations. `counts` are per bucket, the last one +Inf.
+function quantile(q, bounds, counts, total) {
+  if (total === 0) return null;
+  const rank = q * total;
+  let below = 0;
+  for (let i = 0; i < counts.length; i++) {
+    if (below + counts[i] >= rank && counts[i] > 0) {
+      if (i >= bounds.length) return bounds[bounds.length - 1] ?? null;
+      const lower = i === 0 ? 0 : bounds[i - 1];
+      // To the nanosecond, the histogram's own resolution.
+      return Math.round((lower + (bounds[i] - lower) * ((rank - below) / counts[i])) * NS) / NS;
+    }
+    below += counts[i];
+  }
+  return bounds[bounds.length - 1] ?? null;
+}
+
+// A hand-off histogram in seconds: quantiles, count, sum, and the buckets
+// cumulative (Prometheus' `le` buckets, matching `handoffBounds`, then +Inf).
+function histogram(bounds, counts, sumNs) {
+  const total = counts.reduce((a, b) => a + b, 0);
+  let running = 0;
+  return {
+    p50: quantile(0.5, bounds, counts, total),
+    p90: quantile(0.9, bounds, counts, total),
+    p99: quantile(0.99, bounds, counts, total),
+    count: total,
+    sum: sumNs / NS,
+    buckets: counts.map((c) => (running += c)),
+  };
+}
+
+// What node:cluster calls the worker's state, with 'draining' for a worker
+// told to disconnect that still serves what it has.
+function stateOf(worker, routing) {
+  if (worker === undefined) return 'dead';
+  if (!routing && (worker.state === 'none' || worker.state === 'online' || worker.state === 'listening')) return 'draining';
+  return worker.state;
+}
+
+function snapshot(reactor) {
+  const raw = readReactor(reactor);
+  const bounds = raw.handoffBoundsNs.map((ns) => ns / NS);
+  const clusterCounts = [...raw.retired.handoff];
+  let clusterSumNs = raw.retired.handoffSumNs;
+  const totals = { workers: 0, accepted: raw.retired.accepted, active: 0, pending: 0, rss: 0, cpu: 0 };
+  const workers = raw.workers.map((w) => {
+    const worker = live.get(w.id);
+    const pid = worker === undefined ? null : worker.process.pid;
+    const info = pid == null ? null : processInfo(pid);
+    w.handoff.forEach((c, i) => { clusterCounts[i] = (clusterCounts[i] ?? 0) + c; });
+    clusterSumNs += w.handoffSumNs;
+    totals.workers++;
+    totals.accepted += w.accepted;
+    totals.active += w.active;
+    totals.pending += w.pending;
+    totals.rss += info?.rss ?? 0;
+    totals.cpu += info?.cpu ?? 0;
+    return {
+      id: w.id,
+      pid,
+      state: stateOf(worker, w.routing),
+      stalled: w.stalled,
+      accepted: w.accepted,
+      active: w.active,
+      pending: w.pending,
+      handoff: histogram(bounds, w.handoff, w.handoffSumNs),
+      eventLoopLag: w.lagNs / NS,
+      rss: info?.rss ?? null,
+      cpu: info?.cpu ?? null,
+      restarts: (worker && restartsOf.get(worker)) ?? 0,
+    };
+  });
+  totals.handoff = histogram(bounds, clusterCounts, clusterSumNs);
+  const cpu = process.cpuUsage();
+  return {
+    time: Date.now(),
+    primary: { pid: process.pid, uptime: process.uptime(), rss: process.memoryUsage.rss(), cpu: (cpu.user + cpu.system) / 1e6 },
+    workers,
+    listeners: raw.listeners,
+    rerouted: raw.rerouted,
+    restarts: { ...restarts },
+    reloads,
+    totals,
+    handoffBounds: bounds,
+  };
+}
+
+module.exports = { snapshot, track, untrack, countRestart, countReload, quantile, RESTART_REASONS };
