@@ -81,6 +81,10 @@ declare namespace cluster {
         active: number;
         /** Handed to it, not taken yet. */
         pending: number;
+        /** Taken back from it unread (it exited, drained, stalled or ran short of fds) and served elsewhere. */
+        rerouted: number;
+        /** Given back by it (its server closed, at maxConnections, or short of fds) and served elsewhere. */
+        refused: number;
         handoff: HandoffStats;
         /** Seconds its event loop is behind (grows while it is stuck). */
         eventLoopLag: number;

@@ -8,7 +8,8 @@ const assert = require('node:assert');
 const net = require('node:net');
 const { spawnSync } = require('node:child_process');
 const path = require('node:path');
-const { startCluster, isAlive, ROOT } = require('./helpers');
+const { startCluster, ROOT } = require('./helpers');
+const { isAlive } = require('../scripts/lib/procs');
 const { command, waitForLog } = require('./supervisor-helpers');
 const { freePort } = require('./metrics-helpers');
 

@@ -8,7 +8,8 @@ const test = require('node:test');
 const assert = require('node:assert');
 const path = require('node:path');
 const { spawnSync, execFileSync } = require('node:child_process');
-const { ROOT, get, isAlive } = require('./helpers');
+const { ROOT, get } = require('./helpers');
+const { isAlive } = require('../scripts/lib/procs');
 const { sleep } = require('./fixtures/faults-lib');
 const { startMetricsApp, freePort } = require('./metrics-helpers');
 

@@ -124,6 +124,8 @@ function snapshot(reactor) {
       accepted: w.accepted,
       active: w.active,
       pending: w.pending,
+      rerouted: w.rerouted,
+      refused: w.refused,
       handoff: histogram(bounds, w.handoff, w.handoffSumNs),
       eventLoopLag: w.lagNs / NS,
       rss: info?.rss ?? null,

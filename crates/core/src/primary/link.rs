@@ -123,6 +123,9 @@ pub struct Link {
     pub paused_until: Option<Instant>,
     /// Its place for sticky keys; a replacement inherits it.
     pub slot: u32,
+    /// Connections taken back from it unread, and given back by it.
+    pub rerouted: u64,
+    pub refused: u64,
 }
 
 impl Link {
@@ -151,6 +154,8 @@ impl Link {
             greeted: false,
             paused_until: None,
             slot,
+            rerouted: 0,
+            refused: 0,
         };
         link.send_control(setup, fds).during("sendmsg")?;
         Ok(link)
@@ -226,6 +231,7 @@ impl Link {
     /// `stalled` marks the worker stalled until its loop turns again.
     pub fn take_back(&mut self, stalled: bool) -> Result<Vec<(Handoff, OwnedFd)>, Error> {
         let got = drain(self.worker_end.as_fd())?;
+        self.rerouted += got.len() as u64;
         let turn = stalled.then(|| self.page.turn_ns());
         self.window.took_back(got.len(), turn);
         Ok(got)
@@ -233,7 +239,9 @@ impl Link {
 
     /// Connections the worker gave back.
     pub fn returned(&mut self) -> Result<Vec<(Handoff, OwnedFd)>, Error> {
-        drain(self.handoff.as_fd())
+        let got = drain(self.handoff.as_fd())?;
+        self.refused += got.len() as u64;
+        Ok(got)
     }
 
     pub fn wants_write(&self) -> bool {

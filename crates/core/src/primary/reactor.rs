@@ -345,6 +345,8 @@ impl Reactor {
                 accepted: page.taken,
                 pending: link.window.queued(),
                 active: page.active,
+                rerouted: link.rerouted,
+                refused: link.refused,
                 lag_ns: stats::lag_ns(&page, now_ns, every_ns),
                 handoff_sum_ns: page.handoff_sum_ns,
                 handoff: page.handoff.to_vec(),

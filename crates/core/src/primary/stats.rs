@@ -72,6 +72,10 @@ pub struct WorkerStats {
     pub pending: u64,
     /// Open in its servers.
     pub active: u64,
+    /// Taken back from it unread (it died, drained, stalled or ran short of fds).
+    pub rerouted: u64,
+    /// Given back by it (its server closed, at `maxConnections`, or short of fds).
+    pub refused: u64,
     /// How far behind its event loop is: how late its timer last fired, or,
     /// if the loop has not turned for longer than that, the time since.
     pub lag_ns: u64,

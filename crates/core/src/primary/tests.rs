@@ -437,6 +437,11 @@ fn stats_count_what_each_worker_read_and_what_was_taken_back() {
     assert_eq!(by_id(1).accepted, 0);
     assert_eq!(by_id(1).pending, 0);
     assert!(by_id(1).stalled);
+    assert_eq!(
+        by_id(1).rerouted,
+        s.rerouted.stalled,
+        "what was taken back came from worker 1"
+    );
     assert!(s.rerouted.stalled >= 1, "{:?}", s.rerouted);
     assert_eq!(s.listeners.len(), 1);
     let l = &s.listeners[0];
