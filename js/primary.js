@@ -47,8 +47,8 @@ const supervisor = createSupervisor(cluster, {
     if (reactor !== null) reactor.inherit(from.id, to.id);
   },
   lags() {
-    const stats = reactor === null ? null : reactor.stats();
-    const workers = stats === null ? [] : JSON.parse(stats).workers;
+    const json = reactor === null ? null : reactor.stats();
+    const workers = json === null ? [] : JSON.parse(json).workers;
     return new Map(workers.map((w) => [w.id, w.lagNs / 1e6]));
   },
 });
