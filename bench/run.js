@@ -8,6 +8,7 @@
 //                    [--startup-reps 5] [--no-install]
 
 const fs = require('node:fs');
+const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
 const readline = require('node:readline');
@@ -45,7 +46,12 @@ const SCENARIOS = [
   { name: 'baseline-close', kind: 'load', keepAlive: false, single: true, text: 'one process, no cluster, Connection: close' },
   { name: 'startup', kind: 'startup', policy: 'rr', text: 'start to all workers listening' },
   { name: 'stall', kind: 'stall', keepAlive: false, policy: 'rr', text: `one worker blocks ${STALL_MS} ms, Connection: close, SCHED_RR` },
+  // What metrics cost: close-rr with the endpoint on and scraped every second.
+  { name: 'close-rr-metrics', kind: 'load', keepAlive: false, policy: 'rr', metrics: true, rsOnly: true, text: 'Connection: close, SCHED_RR, RS_CLUSTER_METRICS on and /metrics scraped every second (rs-cluster only; against close-rr)' },
 ];
+
+// How often the metrics scenario scrapes (Prometheus' default is 15 s).
+const SCRAPE_MS = 1000;
 const QUICK_SCENARIOS = ['ka-rr', 'close-rr'];
 
 const HELP = `usage: npm run bench -- [options]
@@ -118,7 +124,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // Starts the app (impl: rs | node | single) and resolves once every worker
 // listens. The returned handle knows every pid it started.
-function startApp({ impl, policy, workers, port }) {
+function startApp({ impl, policy, workers, port, metricsPort }) {
   const args = [];
   if (impl === 'rs') args.push('-r', REGISTER);
   args.push('-r', INSTRUMENT, impl === 'single' ? SINGLE : APP);
@@ -132,6 +138,7 @@ function startApp({ impl, policy, workers, port }) {
     BENCH_STALL_MS: `${STALL_MS}`,
   });
   if (policy && impl !== 'single') env.NODE_CLUSTER_SCHED_POLICY = policy;
+  if (metricsPort) env.RS_CLUSTER_METRICS = `127.0.0.1:${metricsPort}`;
 
   const t0 = performance.now();
   const child = tracker.spawnTracked(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] },
@@ -278,9 +285,17 @@ function cpuOf(app) {
 }
 
 // `perf`: what syscalls.probe() found.
+// One GET /metrics, read to the end; a failure is the metrics' problem, not the load's.
+function scrape(port) {
+  http.get({ host: '127.0.0.1', port, path: '/metrics', timeout: 2000 }, (res) => res.resume())
+    .on('timeout', function onTimeout() { this.destroy(); })
+    .on('error', () => {});
+}
+
 async function loadRun(opts, loader, sc, impl, round, perf) {
   const port = await freePort();
-  const app = await startApp({ impl, policy: sc.policy, workers: sc.workers || opts.workers, port });
+  const metricsPort = sc.metrics ? await freePort() : null;
+  const app = await startApp({ impl, policy: sc.policy, workers: sc.workers || opts.workers, port, metricsPort });
   let counter = null;
   try {
     const stall = sc.kind === 'stall';
@@ -306,6 +321,7 @@ async function loadRun(opts, loader, sc, impl, round, perf) {
     const t0 = performance.now();
     const wall0 = Date.now();
     const sampler = setInterval(app.sample, stall ? 250 : 500);
+    const scraper = metricsPort && setInterval(() => scrape(metricsPort), SCRAPE_MS);
     let stallTimer = null;
     if (stall) {
       stallTimer = setTimeout(() => {
@@ -322,6 +338,7 @@ async function loadRun(opts, loader, sc, impl, round, perf) {
     } finally {
       clearTimeout(stallTimer);
       clearInterval(sampler);
+      clearInterval(scraper);
     }
     const t1 = performance.now();
     const cpu1 = cpuOf(app);
@@ -512,7 +529,7 @@ async function main() {
         impls = ['single'];
       } else {
         impls = (round + pairIndex) % 2 === 1 ? ['rs', 'node'] : ['node', 'rs'];
-        impls = impls.filter((i) => opts.impls.includes(i));
+        impls = impls.filter((i) => opts.impls.includes(i) && (!sc.rsOnly || i === 'rs'));
         pairIndex++;
       }
       const record = (run) => {

@@ -188,6 +188,11 @@ function checkTargets(summary, runs, workers) {
   add('share-8', 'rs-cluster per-worker share max/min, Connection: close RR, 8 workers (worst round)', share8 ? share8.max : null, 1.05, '<=',
     { unit: 'abs', digits: 3, detail: share8 && `${eight} requests` });
 
+  // Metrics on against off, rs-cluster alone, same run.
+  const onOff = (metric) => ratio(get(summary, 'close-rr-metrics', metric, 'rs'), get(summary, 'close-rr', metric, 'rs'));
+  add('metrics-rps', 'metrics on (scraped every second) vs off: Connection: close RR req/s', onOff('rps'), 0.98, '>=');
+  add('metrics-primary-cpu', 'metrics on vs off: primary CPU', onOff('primaryCores'), 1.05, '<=');
+
   const rsSlow = get(summary, 'stall', 'slow', 'rs');
   const nodeSlow = get(summary, 'stall', 'slow', 'node');
   const sl = rsSlow == null || nodeSlow == null ? null : rsSlow - nodeSlow;
