@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 'use strict';
 // Rolling reload under load: clients opening a new connection per request
-// at full speed while the cluster's workers are replaced several times;
-// counts the requests that failed. Compares `rs-cluster` (SIGHUP) with
+// (and, in a second measurement, clients each keeping one keep-alive
+// connection) at full speed while the cluster's workers are replaced several
+// times; counts the requests that failed. Compares `rs-cluster` (SIGHUP) with
 // `pm2 reload` on node:cluster (pm2 is installed on demand into a cache
 // folder outside the project, never into it).
 //
 //   node bench/reload.js [--duration 12] [--reloads 5] [--clients 8] [--workers 2]
-//                        [--impls rs,pm2] [--no-install]
+//                        [--impls rs,pm2] [--modes close,keep-alive] [--no-install]
 
 const fs = require('node:fs');
 const os = require('node:os');
@@ -97,12 +98,14 @@ async function pm2(opts, port) {
 
 const IMPLS = { rs: { label: 'rs-cluster (SIGHUP)', start: rsCluster }, pm2: { label: 'pm2 reload', start: pm2 } };
 
-async function measure(opts, impl) {
+const MODES = { close: 'a new connection per request', 'keep-alive': 'one keep-alive connection per client' };
+
+async function measure(opts, impl, mode) {
   const port = await freePort();
   const server = await IMPLS[impl].start(opts, port);
   try {
     await waitServing(port);
-    const load = churn(port, opts.clients);
+    const load = churn(port, opts.clients, { keepAlive: mode === 'keep-alive' });
     const t0 = Date.now();
     const gap = (opts.duration * 1000) / (opts.reloads + 1);
     const reloadMs = [];
@@ -115,13 +118,13 @@ async function measure(opts, impl) {
     await sleep(Math.max(0, t0 + opts.duration * 1000 - Date.now()));
     const result = await load.stop();
     const wall = (Date.now() - t0) / 1000;
-    return { impl, ...result, rps: result.ok / wall, reloadMs };
+    return { impl, mode, ...result, rps: result.ok / wall, reloadMs };
   } finally {
     await server.stop();
   }
 }
 
-const USAGE = 'usage: node bench/reload.js [--duration 12] [--reloads 5] [--clients 8] [--workers 2] [--impls rs,pm2] [--no-install]';
+const USAGE = 'usage: node bench/reload.js [--duration 12] [--reloads 5] [--clients 8] [--workers 2] [--impls rs,pm2] [--modes close,keep-alive] [--no-install]';
 
 async function main() {
   const { values, fail } = parseCli({
@@ -134,6 +137,7 @@ async function main() {
       clients: { type: 'string', default: '8' },
       workers: { type: 'string', default: '2' },
       impls: { type: 'string', default: 'rs,pm2' },
+      modes: { type: 'string', default: 'close,keep-alive' },
       'no-install': { type: 'boolean', default: false },
     },
   });
@@ -150,16 +154,20 @@ async function main() {
   };
   const impls = values.impls.split(',');
   if (impls.some((i) => !IMPLS[i])) fail(`--impls takes ${Object.keys(IMPLS).join(', ')}, not '${values.impls}'`);
+  const modes = values.modes.split(',');
+  if (modes.some((m) => !MODES[m])) fail(`--modes takes ${Object.keys(MODES).join(', ')}, not '${values.modes}'`);
   tracker.installCleanup();
-  log(`reload bench: ${opts.clients} clients, a new connection per request, ${opts.duration} s, ` +
-      `${opts.reloads} reloads of ${opts.workers} workers`);
+  log(`reload bench: ${opts.clients} clients, ${opts.duration} s, ${opts.reloads} reloads of ${opts.workers} workers`);
   const rows = [];
-  for (const impl of impls) {
-    const r = await measure(opts, impl);
-    rows.push(r);
-    const errors = [...r.errors].map(([k, v]) => `${k} ${v}`).join(', ') || '-';
-    log(`${IMPLS[impl].label.padEnd(20)} ${String(r.ok).padStart(7)} ok  ${String(r.failures).padStart(5)} failed  ` +
-        `${r.rps.toFixed(0).padStart(6)} req/s  reload ${r.reloadMs.join('/')} ms  errors: ${errors}`);
+  for (const mode of modes) {
+    log(`${mode}: ${MODES[mode]}`);
+    for (const impl of impls) {
+      const r = await measure(opts, impl, mode);
+      rows.push(r);
+      const errors = [...r.errors].map(([k, v]) => `${k} ${v}`).join(', ') || '-';
+      log(`  ${IMPLS[impl].label.padEnd(20)} ${String(r.ok).padStart(7)} ok  ${String(r.failures).padStart(5)} failed  ` +
+          `${r.rps.toFixed(0).padStart(6)} req/s  reload ${r.reloadMs.join('/')} ms  errors: ${errors}`);
+    }
   }
   process.stdout.write(`${JSON.stringify(rows.map((r) => ({ ...r, errors: Object.fromEntries(r.errors), bodies: undefined })))}\n`);
 }

@@ -7,15 +7,17 @@ const net = require('node:net');
 
 // Clients that open a new connection for every request, each sending the
 // next as soon as the last is answered: the load under which a reload is
-// judged, since every request goes through accept and hand-off again.
+// judged, since every request goes through accept and hand-off again. With
+// `keepAlive`, each client keeps one connection open instead, as a browser
+// or a proxy does (and as a reload must not break either).
 // Starts `clients` loops on 127.0.0.1:port; stop() ends them and resolves
 // with { ok, failures, errors (reason -> count), bodies (body -> count) }.
-function churn(port, clients) {
+function churn(port, clients, { keepAlive = false } = {}) {
   let running = true;
   const result = { ok: 0, failures: 0, errors: new Map(), bodies: new Map() };
   const count = (map, key) => map.set(key, (map.get(key) || 0) + 1);
-  const once = () => new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
+  const once = (agent) => new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/', agent }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c) => { body += c; });
@@ -40,7 +42,9 @@ function churn(port, clients) {
     req.on('error', fail);
   });
   const loops = Array.from({ length: clients }, async () => {
-    while (running) await once();
+    const agent = keepAlive ? new http.Agent({ keepAlive: true, maxSockets: 1 }) : false;
+    while (running) await once(agent);
+    if (agent) agent.destroy();
   });
   return {
     result,
