@@ -120,6 +120,8 @@ declare namespace cluster {
         /** Date.now() of the snapshot. */
         time: number;
         primary: { pid: number; uptime: number; rss: number; cpu: number };
+        /** The scheduling policy in use, and the sticky key with policy 'sticky'. */
+        routing: { policy: "rr" | "none" | "least" | "sticky"; sticky: string | null };
         /** Every worker whose process has not exited. */
         workers: WorkerStats[];
         listeners: ListenerStats[];

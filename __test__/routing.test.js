@@ -44,6 +44,7 @@ test('least (API): new connections go to the worker with fewer live connections'
   t.after(() => c.stop());
   const port = await ready(c, 2);
   assert.strictEqual(c.events.find((e) => e.event === 'primary').policy, 101);
+  assert.deepStrictEqual(c.events.find((e) => e.event === 'primary').routing, { policy: 'least', sticky: null });
   // Six long-lived connections: three on each worker.
   const held = [];
   for (let i = 0; i < 6; i++) held.push(await hold(port));
@@ -66,6 +67,8 @@ test('sticky by header (environment, unchanged app): each session stays on one w
   const port = await ready(c, 3);
   const primary = c.events.find((e) => e.event === 'primary');
   assert.deepStrictEqual([primary.policy, primary.sticky], [102, 'header:x-session']);
+  assert.deepStrictEqual(primary.routing, { policy: 'sticky', sticky: 'header:x-session' }, 'stats say the policy in use');
+  assert.strictEqual(primary.info, 'rs_cluster_info{policy="sticky",sticky_key="header:x-session"} 1');
   const owner = {};
   for (let round = 0; round < 3; round++) {
     for (let s = 0; s < 10; s++) {

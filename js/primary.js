@@ -54,9 +54,16 @@ const supervisor = createSupervisor(cluster, {
 });
 Object.defineProperty(cluster, 'reload', { value: supervisor.reload, writable: true, configurable: true });
 // Observability (js/stats.js, js/prometheus.js); the endpoint only if asked.
-Object.defineProperty(cluster, 'stats', { value: () => stats.snapshot(reactor), writable: true, configurable: true });
+function routingInfo() {
+  const policy = initialized ? schedulingPolicy : cluster.schedulingPolicy;
+  const name = Object.keys(POLICIES).find((k) => POLICIES[k] === policy) ?? 'none';
+  return { policy: name, sticky: name === 'sticky' ? cluster.settings.sticky ?? 'ip' : null };
+}
+Object.defineProperty(cluster, 'stats', {
+  value: () => stats.snapshot(reactor, routingInfo()), writable: true, configurable: true,
+});
 Object.defineProperty(cluster, 'metrics', {
-  value: () => require('./prometheus').render(stats.snapshot(reactor)), writable: true, configurable: true,
+  value: () => require('./prometheus').render(stats.snapshot(reactor, routingInfo())), writable: true, configurable: true,
 });
 let metricsServer = null;
 let metricsAddress;

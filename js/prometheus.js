@@ -74,6 +74,9 @@ function render(stats) {
   family(out, 'rs_cluster_listen_queue_limit', 'gauge', 'The length limit of a listener\'s kernel accept queue (its backlog).',
          stats.listeners.map((l) => [{ listener: l.address }, l.queueLimit]));
   family(out, 'rs_cluster_reloads_total', 'counter', 'Rolling reloads started.', [[{}, stats.reloads]]);
+  const { policy, sticky } = stats.routing;
+  family(out, 'rs_cluster_info', 'gauge', 'The scheduling policy in use (and the sticky key, with policy="sticky").',
+         [[sticky === null ? { policy } : { policy, sticky_key: sticky }, 1]]);
   return `${out.join('\n')}\n`;
 }
 

@@ -98,7 +98,8 @@ function stateOf(worker, routing) {
   return worker.state;
 }
 
-function snapshot(reactor) {
+// `routing`: { policy: 'rr' | 'none' | 'least' | 'sticky', sticky: key or null }.
+function snapshot(reactor, routing) {
   const raw = readReactor(reactor);
   const bounds = raw.handoffBoundsNs.map((ns) => ns / NS);
   const clusterCounts = [...raw.retired.handoff];
@@ -138,6 +139,7 @@ function snapshot(reactor) {
   return {
     time: Date.now(),
     primary: { pid: process.pid, uptime: process.uptime(), rss: process.memoryUsage.rss(), cpu: (cpu.user + cpu.system) / 1e6 },
+    routing,
     workers,
     listeners: raw.listeners,
     rerouted: raw.rerouted,

@@ -78,6 +78,7 @@ function frame(stats, prev, target, rows, status) {
   const t = stats.totals;
   const lines = [
     `rs-cluster top  ${target}  primary ${stats.primary.pid} up ${clock(stats.primary.uptime)}` +
+      `  ${stats.routing.policy}${stats.routing.sticky ? `:${stats.routing.sticky}` : ''}` +
       `  ${new Date(stats.time).toTimeString().slice(0, 8)}`,
     `workers ${t.workers}  active ${t.active}  accepted ${t.accepted} (${rate(t.accepted, prev?.totals.accepted, dt)}/s)` +
       `  hand-off p99 ${seconds(recentP99(t.handoff, prev?.totals.handoff, stats.handoffBounds))}`,
