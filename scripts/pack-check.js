@@ -69,6 +69,7 @@ const ALLOWED = [
   /^[^/]+\.d\.ts$/, // index.d.ts, register.d.ts, binding.d.ts
   /^binding\.js$/,
   /^js\/[^/]+\.(js|mjs|cjs|d\.ts|d\.mts)$/,
+  /^bin\/rs-cluster\.js$/,
 ];
 const REQUIRED = ['package.json', 'README.md', 'LICENSE', 'CHANGELOG.md', 'index.d.ts', 'binding.js'];
 
@@ -552,6 +553,13 @@ async function installAndRun(tmp, variant, tarballs) {
     m.code === 0 && /"same":true,"same2":true/.test(m.stdout),
     'node --import rs-cluster/register: import "node:cluster" is rs-cluster',
     `exit ${m.code}: ${m.stdout}${m.stderr}`,
+  );
+  const bin = path.join(appDir, 'node_modules', '.bin', 'rs-cluster');
+  const v = await lib.run(bin, ['--version'], { cwd: appDir, env, timeoutMs: 20000 });
+  check(
+    v.code === 0 && v.stdout.trim().endsWith(pkg.version),
+    'the rs-cluster command is installed (node_modules/.bin/rs-cluster --version)',
+    `exit ${v.code}: ${v.stdout}${v.stderr}`,
   );
 }
 
