@@ -32,17 +32,7 @@ const opts = {
 };
 if (!(opts.port > 0)) throw new Error('loadgen: port required');
 
-// Never outlive the bench.
-const parent = +process.env.BENCH_PARENT_PID;
-if (parent > 0) {
-  setInterval(() => {
-    try {
-      process.kill(parent, 0);
-    } catch {
-      process.exit(1);
-    }
-  }, 1000).unref();
-}
+require('./lib/orphan').exitWithBench(() => process.exit(1));
 
 const requestFor = (p) => Buffer.from(
   `GET ${p} HTTP/1.1\r\nHost: ${opts.host}:${opts.port}\r\n` +

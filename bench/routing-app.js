@@ -13,17 +13,7 @@ const http = require('node:http');
 
 const out = (ev) => process.stdout.write(`@@routing ${JSON.stringify({ ...ev, pid: process.pid })}\n`);
 
-// Never outlive the bench, should it be killed outright.
-const parent = +process.env.BENCH_PARENT_PID;
-if (parent > 0) {
-  setInterval(() => {
-    try {
-      process.kill(parent, 0);
-    } catch {
-      process.exit(1);
-    }
-  }, 1000).unref();
-}
+require('./lib/orphan').exitWithBench(() => process.exit(1));
 
 if (cluster.isPrimary) {
   // What the app really runs: rs-cluster keeps its cluster object on `process`.

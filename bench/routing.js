@@ -115,8 +115,9 @@ const spreadOf = (values) => {
   const v = values.filter((x) => typeof x === 'number' && Number.isFinite(x));
   return v.length ? { median: median(v), min: Math.min(...v), max: Math.max(...v) } : null;
 };
-const maxMin = (counts) => (counts.length > 1 ? Math.max(...counts) / Math.max(1, Math.min(...counts)) : null);
-const f = (v, d = 0) => (v == null ? '–' : Number(v).toFixed(d));
+// Infinity when a worker got nothing (JSON: null).
+const maxMin = (counts) => (counts.length > 1 ? Math.max(...counts) / Math.min(...counts) : null);
+const f = (v, d = 0) => (v == null ? '–' : v === Infinity ? '∞' : Number(v).toFixed(d));
 const fs3 = (s, d = 0) => (s == null ? '–' : `${f(s.median, d)} (${f(s.min, d)}–${f(s.max, d)})`);
 
 // --- socket.io: examples/socket.io with 4 workers, long-polling clients -----
