@@ -53,18 +53,7 @@ function serveSide(id) {
   emit({ ev: 'proc', id, role: id === 0 ? 'single' : 'worker' });
 }
 
-// Should the bench itself be killed outright (SIGKILL, a test timeout), no
-// process of the app outlives it by more than a second.
-const benchPid = +process.env.BENCH_PARENT_PID;
-if (benchPid > 0) {
-  setInterval(() => {
-    try {
-      process.kill(benchPid, 0);
-    } catch {
-      process.kill(process.pid, 'SIGKILL');
-    }
-  }, 1000).unref();
-}
+require('./lib/orphan').exitWithBench(() => process.kill(process.pid, 'SIGKILL'));
 
 if (role === 'single') {
   serveSide(0);

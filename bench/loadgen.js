@@ -11,6 +11,12 @@
 // Prints one JSON line: requests, errors, seconds, latency percentiles (ms),
 // and `slow`: requests slower than `slowMs`, including those still waiting
 // when the time ran out.
+//
+// `mix: [[path, weight], ...]` picks each request's path at random by weight
+// (seeded: the same sequence every run) and adds `byPath`: the same figures
+// per path, plus `over` (requests slower than `overMs`), so fast requests can
+// be judged apart from the slow ones sharing the server. `addresses: N`
+// connects from N loopback addresses (127.1.x.y) in turn, as N clients would.
 
 const net = require('node:net');
 const { performance } = require('node:perf_hooks');
@@ -26,23 +32,35 @@ const opts = {
 };
 if (!(opts.port > 0)) throw new Error('loadgen: port required');
 
-// Never outlive the bench.
-const parent = +process.env.BENCH_PARENT_PID;
-if (parent > 0) {
-  setInterval(() => {
-    try {
-      process.kill(parent, 0);
-    } catch {
-      process.exit(1);
-    }
-  }, 1000).unref();
-}
+require('./lib/orphan').exitWithBench(() => process.exit(1));
 
-const request = Buffer.from(
-  `GET ${opts.path} HTTP/1.1\r\nHost: ${opts.host}:${opts.port}\r\n` +
+const requestFor = (p) => Buffer.from(
+  `GET ${p} HTTP/1.1\r\nHost: ${opts.host}:${opts.port}\r\n` +
   `${opts.keepAlive ? '' : 'Connection: close\r\n'}\r\n`,
   'latin1',
 );
+const mix = (opts.mix || [[opts.path, 1]]).map(([p, weight]) => ({ path: p, weight, request: requestFor(p), latencies: [] }));
+const totalWeight = mix.reduce((a, m) => a + m.weight, 0);
+// xorshift32: a fixed sequence, so every run and policy sees the same mix.
+let seed = 0x9e3779b9;
+function pick() {
+  if (mix.length === 1) return mix[0];
+  seed ^= seed << 13;
+  seed ^= seed >>> 17;
+  seed ^= seed << 5;
+  let r = ((seed >>> 0) / 2 ** 32) * totalWeight;
+  for (const m of mix) {
+    r -= m.weight;
+    if (r < 0) return m;
+  }
+  return mix[mix.length - 1];
+}
+let nextAddress = 0;
+function localAddress() {
+  if (!(opts.addresses > 0)) return undefined;
+  const n = nextAddress++ % opts.addresses;
+  return `127.1.${(n >> 8) & 255}.${n & 255}`;
+}
 
 let latencies = new Float64Array(1 << 16);
 let completed = 0;
@@ -80,14 +98,16 @@ function responseEnd(buf) {
 
 function slot() {
   if (stopped) return;
-  const sock = net.connect({ host: opts.host, port: opts.port, noDelay: true });
+  const sock = net.connect({ host: opts.host, port: opts.port, noDelay: true, localAddress: localAddress() });
   sockets.add(sock);
   let buf = '';
   let sentAt = 0;
   let done = false;
+  let kind = null;
   const send = () => {
+    kind = pick();
     sentAt = performance.now();
-    sock.write(request);
+    sock.write(kind.request);
   };
   sock.setEncoding('latin1');
   sock.on('connect', send);
@@ -97,7 +117,9 @@ function slot() {
       const end = responseEnd(buf);
       if (end < 0) return;
       if (stopped) return;
-      record(performance.now() - sentAt);
+      const ms = performance.now() - sentAt;
+      record(ms);
+      if (mix.length > 1) kind.latencies.push(ms);
       if (!/^HTTP\/1\.[01] 2/.test(buf)) status++;
       buf = buf.slice(end);
       if (opts.keepAlive) {
@@ -169,6 +191,21 @@ setTimeout(() => {
     slowCompleted: slow,
     pending,
     pendingSlow,
+    // Its own CPU: a load generator near a core is the bottleneck.
+    cpuSeconds: (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
   };
+  if (mix.length > 1) {
+    out.byPath = {};
+    for (const m of mix) {
+      const v = Float64Array.from(m.latencies).sort();
+      out.byPath[m.path] = {
+        requests: v.length,
+        p50: percentile(v, 50),
+        p99: percentile(v, 99),
+        max: v.length ? v[v.length - 1] : null,
+        over: v.filter((x) => x > (opts.overMs ?? 10)).length,
+      };
+    }
+  }
   process.stdout.write(`${JSON.stringify(out)}\n`, () => process.exit(0));
 }, opts.duration * 1000);

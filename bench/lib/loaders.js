@@ -71,6 +71,9 @@ const nodeLoader = {
       duration: o.duration,
       keepAlive: o.keepAlive,
       slowMs: o.slowMs,
+      mix: o.mix,
+      overMs: o.overMs,
+      addresses: o.addresses,
     });
     const r = await runBounded(process.execPath, [LOADGEN, args], {
       timeoutMs: (o.duration + o.graceS) * 1000,
@@ -88,6 +91,7 @@ const nodeLoader = {
       errors: j.errors + j.status,
       latencyMs: j.latencyMs,
       slow: j.slow,
+      byPath: j.byPath,
       raw: j,
     };
   },
@@ -101,7 +105,8 @@ function makeWrk(bin) {
     async run(o) {
       const args = [
         `-t${o.threads}`, `-c${Math.max(o.connections, o.threads)}`, `-d${Math.max(1, Math.round(o.duration))}s`,
-        '--timeout', '10s', '-s', WRK_LUA,
+        // `script`: one that makes its own requests (and reports as wrk-report.lua does).
+        '--timeout', '10s', '-s', o.script || WRK_LUA,
       ];
       if (!o.keepAlive) args.push('-H', 'Connection: close');
       args.push(`http://127.0.0.1:${o.port}/`);
