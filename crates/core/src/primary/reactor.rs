@@ -48,16 +48,25 @@ const BUSY_ROUND: usize = 2;
 /// window is full (nothing else wakes the reactor when one frees up).
 const FULL_RECHECK: Duration = Duration::from_millis(1);
 
-/// Connections waiting in the primary per listener, at most (for a sticky
-/// key's full worker, or for their first request's head): past this the
-/// listener is left alone and the kernel's backlog holds the rest.
+/// Connections waiting in the primary per listener for a sticky key's full
+/// worker, at most: past this the listener is left alone and the kernel's
+/// backlog holds the rest.
 const MAX_WAITING: usize = 1024;
 
-/// How long a connection may take to send its first request's head when
-/// the sticky key is in it. Clients on a network send it with the connection;
-/// one that has sent nothing by then is keyed by its address, so a silent
-/// client holds up nobody but itself, and itself only this long.
-const PEEK_WAIT: Duration = Duration::from_millis(50);
+/// How long a connection may take to send its first request's head when the
+/// sticky key is in it. A client sends it with the connection, but a busy
+/// one (hundreds of sessions in one process) was measured taking up to
+/// 90 ms; routing it by address instead would break its session. One that
+/// has sent nothing by then is keyed by its address, so a silent client
+/// holds up nobody but itself, and itself only this long.
+const PEEK_WAIT: Duration = Duration::from_secs(1);
+
+/// Connections waiting for their head per listener, at most: past this the
+/// one waiting longest is keyed by its address at once, so silent clients
+/// can neither stop accepting nor use up the primary's fds. A long-polling
+/// client may have two connections opening at once (socket.io's GET and
+/// POST), and hundreds of clients may open theirs in the same instant.
+pub(super) const MAX_PEEKING: usize = 1024;
 
 /// How often a head that came in part is looked at again (its unread bytes
 /// keep the socket readable, so it cannot be polled).
@@ -144,6 +153,36 @@ enum Peeked {
     Bytes(usize),
     Nothing,
     Closed,
+}
+
+/// The key of a connection waiting for its head, if it can be decided now.
+fn decide(spec: &super::sticky::KeySpec, p: &mut Peek, buf: &mut [u8], now: Instant) -> Option<u64> {
+    match peek(p.q.fd.as_raw_fd(), buf) {
+        Peeked::Bytes(n) => match super::sticky::find_key(spec, &buf[..n]) {
+            Head::Key(k) => {
+                p.q.follows = spec.follows_address().then_some(p.q.key);
+                Some(super::sticky::hash(k))
+            }
+            Head::NoKey => Some(p.q.key),
+            Head::Partial if p.deadline <= now => Some(p.q.key),
+            // Part of the head, still in time: looked at again shortly.
+            Head::Partial => {
+                p.partial = n > 0;
+                None
+            }
+        },
+        Peeked::Nothing if p.deadline > now => None,
+        // Gone, failed, or silent too long: its address decides.
+        Peeked::Nothing | Peeked::Closed => Some(p.q.key),
+    }
+}
+
+/// Keys the connection that has waited longest for its head by its address.
+fn evict_oldest_peek(rr: &mut RoundRobin) {
+    if let Some(i) = (0..rr.peeking.len()).min_by_key(|&i| rr.peeking[i].deadline) {
+        let p = rr.peeking.swap_remove(i);
+        rr.queue.push_back(p.q);
+    }
 }
 
 /// The start of a connection's bytes, left in place.
@@ -280,6 +319,7 @@ impl Reactor {
                 }
             }
             self.take_back_stalled(now);
+            readable_peeks.sort_unstable();
             self.settle_peeks(&readable_peeks, now);
             self.dispatch_queued();
             if resting.is_none() {
@@ -412,7 +452,7 @@ impl Reactor {
                 }
                 if let Some(until) = rr.paused_until.filter(|&t| t > now) {
                     wake_by(until);
-                } else if room && rr.queue.len() + rr.peeking.len() < MAX_WAITING {
+                } else if room && rr.queue.len() < MAX_WAITING {
                     targets.push(Target::Listener(h.id));
                     pollfds.push(pollfd(rr.listener_fd().as_raw_fd(), libc::POLLIN));
                 }
@@ -424,7 +464,9 @@ impl Reactor {
             };
             for p in &rr.peeking {
                 wake_by(if p.partial { now + PARTIAL_RECHECK } else { p.deadline });
-                if !p.partial {
+                // While resting, heads are left to arrive, like connections
+                // on the listeners: the next round looks at them all.
+                if !p.partial && rest.is_none() {
                     targets.push(Target::Peek);
                     pollfds.push(pollfd(p.q.fd.as_raw_fd(), libc::POLLIN));
                 }
@@ -780,6 +822,9 @@ impl Reactor {
         let touched = &mut self.touched;
         let round_sent = &mut self.round_sent;
         let cands = &mut self.cands;
+        // Accepted to wait for their head: busy all the same, so the round
+        // that hands them out comes after a rest.
+        let mut peeked = 0;
         let mut assign = |links: &mut HashMap<u32, Link>, w: u32, q: Queued| {
             *round_sent += 1;
             links
@@ -811,11 +856,14 @@ impl Reactor {
         while let Some(q) = waiting.pop_back() {
             rr.queue.push_front(q);
         }
-        let head_key = matches!(policy, Policy::Sticky(spec) if spec.needs_head());
+        let head_spec = match policy {
+            Policy::Sticky(spec) if spec.needs_head() => Some(spec),
+            _ => None,
+        };
         let want_addr = matches!(policy, Policy::Sticky(_));
         if rr.paused_until.is_none_or(|t| t <= Instant::now()) {
             rr.paused_until = None;
-            while rr.queue.len() + rr.peeking.len() < MAX_WAITING
+            while rr.queue.len() < MAX_WAITING
                 && h.workers
                     .iter()
                     .any(|w| links.get(w).is_some_and(|l| l.has_room(window)))
@@ -832,13 +880,28 @@ impl Reactor {
                             key: addr_key.unwrap_or_else(|| super::sticky::mix(self.next_seq as u64)),
                             follows: None,
                         };
-                        if head_key {
-                            rr.peeking.push(Peek {
+                        let mut q = q;
+                        if let Some(spec) = head_spec {
+                            // Most clients have sent their head by now: look at once.
+                            let mut p = Peek {
                                 q,
                                 deadline: Instant::now() + PEEK_WAIT,
                                 partial: false,
-                            });
-                            continue;
+                            };
+                            match decide(spec, &mut p, &mut self.peek_buf, Instant::now()) {
+                                Some(key) => {
+                                    q = p.q;
+                                    q.key = key;
+                                }
+                                None => {
+                                    if rr.peeking.len() >= MAX_PEEKING {
+                                        evict_oldest_peek(rr);
+                                    }
+                                    rr.peeking.push(p);
+                                    peeked += 1;
+                                    continue;
+                                }
+                            }
                         }
                         match choose(policy, rr, &h.workers, links, window, &q, cands) {
                             Choice::Worker(w) => assign(links, w, q),
@@ -858,12 +921,14 @@ impl Reactor {
                 }
             }
         }
+        self.round_sent += peeked;
         self.flush_touched();
     }
 
     /// Looks at connections waiting for their first request's head: those
     /// that became readable, those with part of a head, and those out of
     /// time. Each that is decided joins its handle's queue with its key.
+    /// `readable`: sorted.
     fn settle_peeks(&mut self, readable: &[i32], now: Instant) {
         let Policy::Sticky(spec) = &self.config.policy else {
             return;
@@ -876,30 +941,11 @@ impl Reactor {
             let mut i = 0;
             while i < rr.peeking.len() {
                 let p = &mut rr.peeking[i];
-                let fd = p.q.fd.as_raw_fd();
-                if !(p.partial || p.deadline <= now || readable.contains(&fd)) {
+                if !(p.partial || p.deadline <= now || readable.binary_search(&p.q.fd.as_raw_fd()).is_ok()) {
                     i += 1;
                     continue;
                 }
-                let decided = match peek(fd, buf) {
-                    // Not there yet (or only part of the head) and still in time.
-                    Peeked::Bytes(n) => match super::sticky::find_key(spec, &buf[..n]) {
-                        Head::Key(k) => {
-                            p.q.follows = spec.follows_address().then_some(p.q.key);
-                            Some(super::sticky::hash(k))
-                        }
-                        Head::NoKey => Some(p.q.key),
-                        Head::Partial if p.deadline <= now => Some(p.q.key),
-                        Head::Partial => {
-                            p.partial = n > 0;
-                            None
-                        }
-                    },
-                    Peeked::Nothing if p.deadline > now => None,
-                    // Gone, failed, or silent too long: its address decides.
-                    Peeked::Nothing | Peeked::Closed => Some(p.q.key),
-                };
-                match decided {
+                match decide(spec, p, buf, now) {
                     Some(key) => {
                         let mut p = rr.peeking.swap_remove(i);
                         p.q.key = key;

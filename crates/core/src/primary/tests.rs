@@ -607,3 +607,37 @@ fn a_replacement_inherits_its_predecessors_sticky_keys() {
         keep.push(TcpStream::from(fd));
     }
 }
+
+#[test]
+fn silent_clients_past_the_limit_are_keyed_by_address_and_never_stop_accepting() {
+    let spec = crate::primary::sticky::KeySpec::parse("header:x-session").unwrap();
+    let (_p, ws, port) = workers_with(Policy::Sticky(spec), 2);
+    let silent_n = super::reactor::MAX_PEEKING + 40;
+    let _silent: Vec<TcpStream> = (0..silent_n)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let t0 = Instant::now();
+    let _talk: Vec<_> = (0..4).map(|s| request_with(port, &format!("t{s}"))).collect();
+    let (mut keyed, mut evicted) = (0, 0);
+    let early = silent_n - super::reactor::MAX_PEEKING;
+    // Well before PEEK_WAIT (1 s): nothing here waits for a silent client's time-out.
+    let deadline = t0 + Duration::from_millis(700);
+    while keyed < 4 || evicted < early {
+        assert!(
+            Instant::now() < deadline,
+            "{keyed} of 4 keyed and {evicted} of {early} silent connections handed over in time"
+        );
+        for w in &ws {
+            while let Some((_, fd)) = w.read_one() {
+                let s = TcpStream::from(fd);
+                s.set_nonblocking(true).unwrap();
+                let mut b = [0u8; 1];
+                match (&s).read(&mut b) {
+                    Ok(1) => keyed += 1,
+                    _ => evicted += 1,
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
