@@ -236,10 +236,10 @@ function onConnection() {
 
 // A connection's handle uncounts itself from the worker's live connections
 // (in the page the primary reads) when it closes, once.
-function closeCounted(...args) {
+function closeCounted(callback) {
   delete this.close;
   if (channel !== null) channel.connectionClosed();
-  return this.close(...args);
+  return this.close(callback);
 }
 
 function onChannel(hasConn, replies, error) {

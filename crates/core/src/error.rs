@@ -51,14 +51,6 @@ impl Error {
         Error::Os { syscall, source }
     }
 
-    /// The errno of a failed system call (positive), if this is one.
-    pub fn errno(&self) -> Option<i32> {
-        match self {
-            Error::Os { source, .. } => source.raw_os_error(),
-            _ => None,
-        }
-    }
-
     pub fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Error {
         let text = payload
             .downcast_ref::<&str>()

@@ -103,14 +103,6 @@ impl Batch {
         self.fds.push(fd);
     }
 
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
-
     /// Sends the messages in order, as many as the socket takes, in one
     /// `sendmmsg` where there is one. Returns how many went; `Ok(0)` if the
     /// socket is full.

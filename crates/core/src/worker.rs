@@ -47,8 +47,6 @@ pub struct Intake {
     /// Server queries sent whose reply has not been read yet.
     awaiting: u32,
     paused_until: Option<Instant>,
-    /// Connections whose fd the kernel dropped: this process was out of fds.
-    lost: u64,
 }
 
 impl Intake {
@@ -57,7 +55,6 @@ impl Intake {
             fd_limit,
             awaiting: 0,
             paused_until: None,
-            lost: 0,
         }
     }
 
@@ -105,12 +102,7 @@ impl Intake {
 
     /// A connection's fd was dropped by the kernel (no fd left for it).
     pub fn lost_one(&mut self, now: Instant) {
-        self.lost += 1;
         self.paused_until = Some(now + FD_PAUSE);
-    }
-
-    pub fn lost(&self) -> u64 {
-        self.lost
     }
 }
 
@@ -143,11 +135,10 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_fd_is_counted_and_pauses_reading() {
+    fn a_lost_fd_pauses_reading() {
         let mut i = Intake::new(64);
         let now = Instant::now();
         i.lost_one(now);
-        assert_eq!(i.lost(), 1);
         assert!(!i.may_read(now));
         assert!(i.may_read(now + FD_PAUSE));
     }

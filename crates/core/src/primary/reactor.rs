@@ -438,26 +438,6 @@ impl Reactor {
             let d = at.saturating_duration_since(now);
             timeout = Some(timeout.map_or(d, |t| t.min(d)));
         };
-        if rest.is_none() {
-            for h in self.handles.map.values() {
-                let Kind::RoundRobin(rr) = &h.kind else {
-                    continue;
-                };
-                let room = self.any_room(&h.workers);
-                if !rr.queue.is_empty() || !room {
-                    // Someone's window will free up without telling us.
-                    if !h.workers.is_empty() {
-                        wake_by(now + FULL_RECHECK);
-                    }
-                }
-                if let Some(until) = rr.paused_until.filter(|&t| t > now) {
-                    wake_by(until);
-                } else if room && rr.queue.len() < MAX_WAITING {
-                    targets.push(Target::Listener(h.id));
-                    pollfds.push(pollfd(rr.listener_fd().as_raw_fd(), libc::POLLIN));
-                }
-            }
-        }
         for h in self.handles.map.values() {
             let Kind::RoundRobin(rr) = &h.kind else {
                 continue;
@@ -470,6 +450,20 @@ impl Reactor {
                     targets.push(Target::Peek);
                     pollfds.push(pollfd(p.q.fd.as_raw_fd(), libc::POLLIN));
                 }
+            }
+            if rest.is_some() {
+                continue;
+            }
+            let room = self.any_room(&h.workers);
+            if (!rr.queue.is_empty() || !room) && !h.workers.is_empty() {
+                // Someone's window will free up without telling us.
+                wake_by(now + FULL_RECHECK);
+            }
+            if let Some(until) = rr.paused_until.filter(|&t| t > now) {
+                wake_by(until);
+            } else if room && rr.queue.len() < MAX_WAITING {
+                targets.push(Target::Listener(h.id));
+                pollfds.push(pollfd(rr.listener_fd().as_raw_fd(), libc::POLLIN));
             }
         }
         for (&id, link) in &self.links {
