@@ -7,9 +7,9 @@
 // nothing here listens on `cluster` or a worker, so an app sees the same
 // listeners and events as with node:cluster, plus 'restart'.
 
-const fs = require('node:fs');
 const os = require('node:os');
 const { execFile } = require('node:child_process');
+const { processInfo } = require('./procinfo');
 const { invalidArgType, invalidValue, clusterError } = require('./errors');
 const { validateValue, fromEnv } = require('./settings');
 const { countRestart, countReload } = require('./stats');
@@ -37,17 +37,15 @@ function addressKey(a) {
   return `${a.addressType}|${a.address}|${a.port}|${a.fd}`;
 }
 
-// Resident set sizes in bytes by pid: /proc on Linux, one `ps` elsewhere.
+// Resident set sizes in bytes by pid: /proc on Linux (js/procinfo.js), one
+// `ps` for all of them elsewhere, without blocking the primary.
 function sampleRss(pids, cb) {
   if (process.platform === 'linux') {
     const out = new Map();
     for (const pid of pids) {
-      try {
-        const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'latin1'));
-        if (m) out.set(pid, Number(m[1]) * 1024);
-      } catch {
-        // Exited since: its 'exit' is on its way.
-      }
+      // null: exited since, its 'exit' is on its way.
+      const info = processInfo(pid);
+      if (info !== null) out.set(pid, info.rss);
     }
     return cb(out);
   }
