@@ -56,7 +56,12 @@ for (const policy of POLICIES) {
       assert.match((await get(port(3))).body, /^[12]$/);
       assert.match((await get(port(3), { host: '::1' })).body, /^[12]$/);
       assert.match((await get(port(4), { host: '::1' })).body, /^[12]$/);
-      assert.deepStrictEqual(await talk({ port: port(4), host: '127.0.0.1' }), { error: 'ECONNREFUSED', data: '' });
+      // ipv6Only: the workers never answer on IPv4. Usually refused, but the
+      // IPv4 port of that number is free for anyone (another test's
+      // listener, or this client's own ephemeral port: a self-connect), so
+      // any failure counts, and only a worker's reply is wrong.
+      const v4 = await talk({ port: port(4), host: '127.0.0.1' }, { timeout: 1000 });
+      assert.ok(v4.error && v4.data === '', `${impl}: ipv6Only server answered on IPv4: ${JSON.stringify(v4)}`);
       assert.match((await get(port(5))).body, /^[12]$/);
       assert.match((await get(port(6), { host: '::1' })).body, /^[12]$/);
       assert.match(await talk({ port: port(10), host: '127.0.0.1' }), /^[12]$/);
