@@ -228,18 +228,15 @@ function onConnection() {
     typeof entry.handle.onconnection === 'function' &&
     (entry.obj.maxConnections == null || (entry.obj._connections | 0) < entry.obj.maxConnections);
   if (!ok) return;
-  const handle = handles.connection(entry.kind, conn[1]);
+  const handle = handles.connection(entry.kind, conn[1], connectionClosed);
   conn[2] = 1;
-  handle.close = closeCounted;
   entry.handle.onconnection(0, handle);
 }
 
-// A connection's handle uncounts itself from the worker's live connections
-// (in the page the primary reads) when it closes, once.
-function closeCounted(callback) {
-  delete this.close;
+// A connection's handle closed: it leaves the worker's live connections in
+// the page the primary reads.
+function connectionClosed() {
   if (channel !== null) channel.connectionClosed();
-  return this.close(callback);
 }
 
 function onChannel(hasConn, replies, error) {

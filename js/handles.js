@@ -47,10 +47,36 @@ function open(handle, fd) {
   return handle;
 }
 
-// `kind` is 'tcp' or 'pipe'.
-function connection(kind, fd) {
-  const Ctor = streamCtor(kind);
-  return open(new Ctor(SOCKET), fd);
+// Connection handles that call `onClose` on their first close. A subclass
+// rather than a `close` set on each handle: every connection keeps one
+// shape, so V8's inline caches in net and http stay monomorphic.
+const counted = { tcp: null, pipe: null };
+const open_ = Symbol('open');
+
+function countedCtor(kind, onClose) {
+  if (counted[kind] === null) {
+    counted[kind] = class extends streamCtor(kind) {
+      constructor() {
+        super(SOCKET);
+        this[open_] = true;
+      }
+
+      close(callback) {
+        if (this[open_]) {
+          this[open_] = false;
+          onClose();
+        }
+        return super.close(callback);
+      }
+    };
+  }
+  return counted[kind];
+}
+
+// `kind` is 'tcp' or 'pipe'; `onClose` is the same function on every call.
+function connection(kind, fd, onClose) {
+  const Ctor = countedCtor(kind, onClose);
+  return open(new Ctor(), fd);
 }
 
 function listener(kind, fd) {
