@@ -31,9 +31,11 @@ let querySeq = 0;
 let channel = null;
 let channelClosing = false;
 
-// `[handle, fd, taken]` of the connection Rust hands over (one per loop
-// turn); `taken` = 1 tells Rust this process now owns the fd.
-const conn = new Int32Array(3);
+// `[handle, fd, taken, closed]`, shared with Rust: the connection it hands
+// over (one per loop turn), `taken` = 1 when this process owns the fd, and
+// how many connections have closed (wrapping), which Rust copies into the
+// page once per loop turn: no call into the addon per closed connection.
+const conn = new Int32Array(4);
 
 // The channel keeps the process alive only while a round-robin server
 // listens (and is ref'd) or a query waits for its answer.
@@ -233,10 +235,9 @@ function onConnection() {
   entry.handle.onconnection(0, handle);
 }
 
-// A connection's handle closed: it leaves the worker's live connections in
-// the page the primary reads.
+// A connection's handle closed: it leaves the worker's live connections.
 function connectionClosed() {
-  if (channel !== null) channel.connectionClosed();
+  conn[3] = (conn[3] + 1) | 0;
 }
 
 function onChannel(hasConn, replies, error) {

@@ -63,10 +63,13 @@ struct Shell {
     timer_due_ns: u64,
     callback: sys::napi_ref,
     async_ctx: sys::napi_async_context,
-    /// Shared with JS: `[handle, fd, taken]` of the connection being handed
-    /// over. JS sets `taken` to 1 when its server takes the fd.
+    /// Shared with JS: `[handle, fd, taken, closed]`: the connection being
+    /// handed over, `taken` set to 1 by JS when its server takes the fd, and
+    /// JS's wrapping count of connections closed.
     conn_ref: sys::napi_ref,
     conn: *mut i32,
+    /// `closed` as last copied into the page.
+    closed_seen: u32,
     replies: Vec<String>,
     closed: bool,
     scratch: Vec<u8>,
@@ -79,7 +82,7 @@ pub struct WorkerChannel {
 
 #[napi]
 impl WorkerChannel {
-    /// `conn` is an Int32Array(3) shared with Rust (see `Shell::conn`).
+    /// `conn` is an Int32Array(4) shared with Rust (see `Shell::conn`).
     /// `callback(hasConn, replies, error)` runs for each connection, for
     /// replies, and once with the error that closed the channel.
     #[napi(constructor, catch_unwind)]
@@ -110,8 +113,8 @@ impl WorkerChannel {
             sys::napi_get_typedarray_info(raw, conn.raw(), &mut kind, &mut len, &mut data, &mut ab, &mut offset)
         })
         .map_err(|_| invalid_arg(&env, "conn", "not an Int32Array"))?;
-        if kind != sys::TypedarrayType::int32_array || len < 3 {
-            return Err(invalid_arg(&env, "conn", "not an Int32Array(3)"));
+        if kind != sys::TypedarrayType::int32_array || len < 4 {
+            return Err(invalid_arg(&env, "conn", "not an Int32Array(4)"));
         }
         let (mut conn_ref, mut cb_ref, mut async_ctx, mut loop_) =
             (ptr::null_mut(), ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
@@ -144,6 +147,7 @@ impl WorkerChannel {
             async_ctx,
             conn_ref,
             conn: data as *mut i32,
+            closed_seen: 0,
             replies: Vec::new(),
             closed: false,
             scratch: Vec::with_capacity(256),
@@ -179,14 +183,6 @@ impl WorkerChannel {
     #[napi(catch_unwind)]
     pub fn unref(&mut self) {
         self.shell.set_ref(false);
-    }
-
-    /// A connection a server took is closed (its handle's `close`).
-    #[napi(catch_unwind)]
-    pub fn connection_closed(&mut self) {
-        if let Some(page) = &self.shell.page {
-            page.closed();
-        }
     }
 
     /// Stops reading and closes both channels: the primary sees end of
@@ -500,8 +496,15 @@ unsafe extern "C" fn on_check(handle: *mut c_void) {
     // SAFETY: libuv calls this only for the check handle, while open.
     unsafe {
         guarded(handle, |shell| {
-            if let Some(page) = &(*shell).page {
+            let s = &mut *shell;
+            if let Some(page) = &s.page {
                 page.turned(monotonic_ns());
+                // SAFETY: `conn` is the live Int32Array(4) (see `hand_over`).
+                let closed = *s.conn.add(3) as u32;
+                if closed != s.closed_seen {
+                    page.closed(closed.wrapping_sub(s.closed_seen));
+                    s.closed_seen = closed;
+                }
             }
         })
     }
@@ -531,7 +534,7 @@ unsafe extern "C" fn on_timer(handle: *mut c_void) {
 /// # Safety
 /// `shell` must be live; JS may re-enter it, so no reference is held across.
 unsafe fn hand_over(shell: *mut Shell, record: Handoff, fd: OwnedFd) {
-    // SAFETY: per the contract; `conn` points at the Int32Array(3) whose
+    // SAFETY: per the contract; `conn` points at the Int32Array(4) whose
     // backing store `conn_ref` keeps alive, and is only read or written here
     // and by JS on this thread.
     unsafe {

@@ -187,9 +187,9 @@ impl Page {
         c.handoff[bucket].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Worker: a connection a server took is closed.
-    pub fn closed(&self) {
-        self.counters().active.fetch_sub(1, Ordering::Relaxed);
+    /// Worker: `n` more connections its servers took are closed.
+    pub fn closed(&self, n: u32) {
+        self.counters().active.fetch_sub(i64::from(n), Ordering::Relaxed);
     }
 
     pub fn active(&self) -> u64 {
@@ -231,7 +231,7 @@ mod tests {
         worker.turned(7);
         worker.opened(70_000);
         worker.opened(3_000_000_000);
-        worker.closed();
+        worker.closed(1);
         let s = primary.snapshot();
         assert_eq!((s.taken, s.turn_ns, s.active), (2, 7, 1));
         assert_eq!(s.handoff_sum_ns, 3_000_070_000);
@@ -242,7 +242,7 @@ mod tests {
     #[test]
     fn active_never_reads_below_zero() {
         let p = Page::create().unwrap();
-        p.closed();
+        p.closed(1);
         assert_eq!(p.active(), 0);
     }
 
