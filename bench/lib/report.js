@@ -208,10 +208,10 @@ function syscallBreakdown(runs, scenario) {
   const out = {};
   for (const impl of ['rs', 'node']) {
     const per = runs
-      .filter((r) => r.ok && r.scenario === scenario && r.impl === impl && r.detail.syscalls?.bySyscall && r.detail.serverRequests > 0)
+      .filter((r) => r.ok && r.scenario === scenario && r.impl === impl && r.detail.syscalls?.bySyscall && r.detail.syscalls.requests > 0)
       .map((r) => {
         const { total, bySyscall } = r.detail.syscalls;
-        const n = r.detail.serverRequests;
+        const n = r.detail.syscalls.requests;
         const listed = Object.values(bySyscall).reduce((a, b) => a + b, 0);
         return { total: total / n, other: (total - listed) / n, ...Object.fromEntries(Object.entries(bySyscall).map(([k, v]) => [k, v / n])) };
       });
