@@ -126,7 +126,7 @@ declare namespace cluster {
         workers: WorkerStats[];
         listeners: ListenerStats[];
         /** Connections served by another worker than the one first chosen, by why. */
-        rerouted: { died: number; draining: number; stalled: number; refused: number; outOfFds: number };
+        rerouted: { died: number; draining: number; stalled: number; busy: number; refused: number; outOfFds: number };
         /** Workers replaced by the supervisor, by why. */
         restarts: { crash: number; hang: number; memory: number; reload: number };
         reloads: number;

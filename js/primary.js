@@ -305,7 +305,7 @@ cluster.fork = function fork(env) {
   }
   // The child has its copy; keeping ours would hide the worker's exit.
   native.closeFd(workerEnd);
-  r.addWorker(id, primaryEnd);
+  r.addWorker(id, primaryEnd, child.pid ?? 0);
 
   const worker = new Worker({ id, process: child });
   stats.track(worker);

@@ -7,7 +7,7 @@
 const { RESTART_REASONS } = require('./stats');
 
 const STATES = ['none', 'online', 'listening', 'draining', 'disconnected', 'dead'];
-const REROUTE_REASONS = { died: 'died', draining: 'draining', stalled: 'stalled', refused: 'refused', outOfFds: 'out_of_fds' };
+const REROUTE_REASONS = { died: 'died', draining: 'draining', stalled: 'stalled', busy: 'busy', refused: 'refused', outOfFds: 'out_of_fds' };
 
 function escapeLabel(value) {
   return `${value}`.replace(/[\\"\n]/g, (c) => (c === '\n' ? '\\n' : `\\${c}`));

@@ -40,7 +40,7 @@ function countReload() {
 const NO_REACTOR = {
   workers: [],
   listeners: [],
-  rerouted: { died: 0, draining: 0, stalled: 0, refused: 0, outOfFds: 0 },
+  rerouted: { died: 0, draining: 0, stalled: 0, busy: 0, refused: 0, outOfFds: 0 },
   retired: { accepted: 0, handoffSumNs: 0, handoff: [] },
   handoffBoundsNs: [],
 };

@@ -153,11 +153,12 @@ impl PrimaryReactor {
         }
     }
 
-    /// Takes ownership of the primary's end of a worker's channel.
+    /// Takes ownership of the primary's end of a worker's channel; `pid` is
+    /// the worker's process, 0 if unknown.
     #[napi(catch_unwind)]
-    pub fn add_worker(&self, env: Env, id: u32, fd: i32) -> Result<()> {
+    pub fn add_worker(&self, env: Env, id: u32, fd: i32, pid: u32) -> Result<()> {
         let fd = take_fd(&env, fd)?;
-        self.send(&env, Command::AddWorker { id, fd })
+        self.send(&env, Command::AddWorker { id, fd, pid })
     }
 
     #[napi(catch_unwind)]

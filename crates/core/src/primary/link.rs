@@ -13,6 +13,7 @@ use crate::handoff::{self, Batch, Received};
 use crate::page::Page;
 use crate::protocol::{encode_setup, Decoder, Handoff, Returned};
 
+use super::busy::{Busy, CpuClock};
 use super::round_robin::Queued;
 
 /// Connections unread by a worker whose loop has not taken any for this long
@@ -86,9 +87,14 @@ impl Window {
         self.stalled_at_turn.is_some()
     }
 
+    /// Since when the worker has read nothing of a non-empty queue.
+    pub fn waiting_since(&self) -> Option<Instant> {
+        (self.queued() > 0).then_some(self.progress_at)
+    }
+
     /// When, if nothing moves, its queue counts as stalled.
     pub fn stall_deadline(&self) -> Option<Instant> {
-        (self.queued() > 0).then(|| self.progress_at + STALL)
+        self.waiting_since().map(|t| t + STALL)
     }
 
     /// Room for one more, counting `pending` assigned but not yet sent.
@@ -126,11 +132,14 @@ pub struct Link {
     /// Connections taken back from it unread, and given back by it.
     pub rerouted: u64,
     pub refused: u64,
+    /// Under `least`: its CPU time, and whether it is busy.
+    pub cpu: Option<CpuClock>,
+    pub busy: Busy,
 }
 
 impl Link {
     /// The worker's page and hand-off end go out first, before any reply.
-    pub fn new(chan: Channel, slot: u32, now: Instant) -> Result<Link, Error> {
+    pub fn new(chan: Channel, slot: u32, cpu: Option<CpuClock>, now: Instant) -> Result<Link, Error> {
         let page = Page::create().during("memfd_create")?;
         let (handoff, worker_end) = handoff::pair().during("socketpair")?;
         let mut setup = Vec::new();
@@ -156,6 +165,8 @@ impl Link {
             slot,
             rerouted: 0,
             refused: 0,
+            cpu,
+            busy: Busy::default(),
         };
         link.send_control(setup, fds).during("sendmsg")?;
         Ok(link)
@@ -180,6 +191,14 @@ impl Link {
     /// Its live connections, and those sent or assigned but not yet read.
     pub fn load(&self) -> u64 {
         self.page.active() + self.window.queued() + self.batch.len() as u64
+    }
+
+    /// Under `least`: busy in a long callback (see `busy.rs`).
+    pub fn is_busy(&mut self, now: Instant) -> bool {
+        let cpu = &self.cpu;
+        self.busy.check(self.window.waiting_since(), now, || {
+            cpu.as_ref().and_then(CpuClock::on_cpu_ns)
+        })
     }
 
     pub fn has_room(&self, window: usize) -> bool {
@@ -228,7 +247,8 @@ impl Link {
     }
 
     /// Reads back every connection still unread in the worker's queue.
-    /// `stalled` marks the worker stalled until its loop turns again.
+    /// `stalled` marks the worker stalled (or busy, under `least`) until its
+    /// loop turns again.
     pub fn take_back(&mut self, stalled: bool) -> Result<Vec<(Handoff, OwnedFd)>, Error> {
         let got = drain(self.worker_end.as_fd())?;
         self.rerouted += got.len() as u64;

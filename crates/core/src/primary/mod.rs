@@ -2,6 +2,7 @@
 //! control channel and every server handle. The JS thread talks to it only
 //! through `Primary`'s methods; per-connection work never reaches JS.
 
+mod busy;
 mod handles;
 mod link;
 mod reactor;
@@ -41,6 +42,8 @@ pub enum Command {
     AddWorker {
         id: u32,
         fd: OwnedFd,
+        /// Its process, 0 if unknown (see `busy.rs`).
+        pid: u32,
     },
     /// The worker is disconnecting: no new connections or servers for it.
     StopRouting {

@@ -20,6 +20,7 @@ use crate::handoff::{self, Batch};
 use crate::protocol::{encode_reply, Frame, Handoff, Query, Reply, Returned, VERSION};
 use crate::worker::FD_PAUSE;
 
+use super::busy::{Busy, CpuClock};
 use super::handles::{Handles, Kind, Policy};
 use super::link::Link;
 use super::round_robin::{Accepted, Peek, Queued, RoundRobin};
@@ -93,6 +94,7 @@ enum Why {
     Died,
     Draining,
     Stalled,
+    Busy,
     OutOfFds,
 }
 
@@ -319,6 +321,9 @@ impl Reactor {
                 }
             }
             self.take_back_stalled(now);
+            if self.config.policy == Policy::Least {
+                self.take_back_busy(now);
+            }
             readable_peeks.sort_unstable();
             self.settle_peeks(&readable_peeks, now);
             self.dispatch_queued();
@@ -347,18 +352,42 @@ impl Reactor {
         }
     }
 
+    /// Under `least`: what a busy worker (see `busy.rs`) has not read goes
+    /// to the others, if one of them is free to take it.
+    fn take_back_busy(&mut self, now: Instant) {
+        let window = self.config.window;
+        let mut busy = Vec::new();
+        let mut free = false;
+        for (&id, l) in self.links.iter_mut() {
+            if !l.placeable() {
+                continue;
+            }
+            if l.is_busy(now) {
+                busy.push(id);
+            } else {
+                free |= l.has_room(window);
+            }
+        }
+        if free {
+            for id in busy {
+                self.take_back(id, Why::Busy);
+            }
+        }
+    }
+
     /// Reads back what worker `id` has not read and queues it for others.
     fn take_back(&mut self, id: u32, why: Why) {
         let Some(link) = self.links.get_mut(&id) else {
             return;
         };
-        match link.take_back(why == Why::Stalled) {
+        match link.take_back(matches!(why, Why::Stalled | Why::Busy)) {
             Ok(got) => {
                 let n = got.len() as u64;
                 match why {
                     Why::Died => self.rerouted.died += n,
                     Why::Draining => self.rerouted.draining += n,
                     Why::Stalled => self.rerouted.stalled += n,
+                    Why::Busy => self.rerouted.busy += n,
                     Why::OutOfFds => self.rerouted.out_of_fds += n,
                 }
                 for (record, fd) in got {
@@ -481,6 +510,9 @@ impl Reactor {
                 if let Some(t) = link.window.stall_deadline() {
                     wake_by(t);
                 }
+                if let (Policy::Least, Some(t)) = (&self.config.policy, link.window.waiting_since()) {
+                    wake_by(Busy::next_look(t, now));
+                }
                 if let Some(t) = link.paused_until {
                     wake_by(t);
                 }
@@ -508,7 +540,7 @@ impl Reactor {
         let commands = std::mem::take(&mut *self.inbox.commands.lock().unwrap_or_else(|p| p.into_inner()));
         for c in commands {
             match c {
-                Command::AddWorker { id, fd } => self.add_worker(id, fd),
+                Command::AddWorker { id, fd, pid } => self.add_worker(id, fd, pid),
                 Command::StopRouting { id } => self.stop_routing(id),
                 Command::WorkerExited { id } => {
                     self.read_link(id);
@@ -526,15 +558,18 @@ impl Reactor {
         true
     }
 
-    fn add_worker(&mut self, id: u32, fd: OwnedFd) {
+    fn add_worker(&mut self, id: u32, fd: OwnedFd, pid: u32) {
         // The lowest free slot: a worker respawned after one that died takes
         // its place, and with it its sticky keys.
         let slot = (0..)
             .find(|s| !self.links.values().any(|l| l.slot == *s))
             .expect("fewer workers than slots");
-        let link = Channel::new(fd)
-            .during("fcntl")
-            .and_then(|chan| Link::new(chan, slot, Instant::now()));
+        let link = Channel::new(fd).during("fcntl").and_then(|chan| {
+            let cpu = (self.config.policy == Policy::Least && pid != 0)
+                .then(|| CpuClock::open(pid))
+                .flatten();
+            Link::new(chan, slot, cpu, Instant::now())
+        });
         match link {
             Ok(link) => {
                 self.links.insert(id, link);

@@ -31,6 +31,8 @@ pub struct Rerouted {
     pub draining: u64,
     /// Unread by a worker whose event loop stood still.
     pub stalled: u64,
+    /// Unread by a worker busy in a long callback, under `least`.
+    pub busy: u64,
     /// Given back by a worker's server (closed, or at `maxConnections`).
     pub refused: u64,
     /// Given back by a worker short of fds.

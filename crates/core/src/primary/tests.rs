@@ -24,7 +24,7 @@ struct FakeWorker {
 impl FakeWorker {
     fn join(primary: &Primary, id: u32) -> FakeWorker {
         let (mine, theirs) = pair().unwrap();
-        primary.send(Command::AddWorker { id, fd: mine });
+        primary.send(Command::AddWorker { id, fd: mine, pid: 0 });
         let w = FakeWorker {
             chan: Channel::new(theirs).unwrap(),
             dec: Decoder::default(),
