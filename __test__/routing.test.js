@@ -61,6 +61,30 @@ test('least (API): new connections go to the worker with fewer live connections'
   for (const h of byPid[heavy]) h.close();
 });
 
+
+test('least: connections queued to a worker stuck in a long callback go to the free one', { timeout: 30000 }, async (t) => {
+  const c = routingApp({ ROUTING_API: 'least' });
+  t.after(() => c.stop());
+  const port = await ready(c, 2);
+  // One worker blocks its loop for 1.5 s. Connections least queues to it
+  // meanwhile (once the other worker has more) must not wait for the spin,
+  // nor for the stall rule (500 ms).
+  const spinning = get(port, { path: '/spin?ms=1500', headers: { connection: 'close' } });
+  await new Promise((r) => setTimeout(r, 50));
+  const t0 = Date.now();
+  const quick = await Promise.all(Array.from({ length: 8 }, async () => {
+    const r = await get(port, { headers: { connection: 'close' } });
+    return { pid: r.body, ms: Date.now() - t0 };
+  }));
+  const busyPid = (await spinning).body;
+  t.diagnostic(`spinning ${busyPid}; quick ${JSON.stringify(quick)}`);
+  assert.ok(quick.every((q) => q.pid !== busyPid), 'none served by the spinning worker');
+  assert.ok(quick.every((q) => q.ms < 400), 'none waited for the spin (the stall rule takes 500 ms)');
+  process.kill(c.child.pid, 'SIGUSR2');
+  const rerouted = await c.waitFor('rerouted');
+  assert.ok(rerouted.busy > 0, `some went to the spinning worker first and were moved: ${JSON.stringify(rerouted)}`);
+  assert.strictEqual(rerouted.stalled, 0);
+});
 test('sticky by header (environment, unchanged app): each session stays on one worker', { timeout: 30000 }, async (t) => {
   const c = routingApp({ WORKERS: '3', NODE_CLUSTER_SCHED_POLICY: 'sticky', RS_CLUSTER_STICKY_KEY: 'header:x-session' });
   t.after(() => c.stop());
