@@ -1,0 +1,120 @@
+#!/usr/bin/env node
+'use strict';
+// CPU per request in paired rounds: rs-cluster's round-robin and
+// node:cluster's SCHED_NONE (or any two of rs/node × rr/none) run side by
+// side, both warm, and wrk switches between them every few seconds, so a
+// slow spell of the machine hits both. Each round gives a ratio; the median
+// of the ratios is steadier than a ratio of two runs minutes apart. The
+// primary's CPU is shown apart from the workers'.
+//
+//   node bench/paired.js [--a rs:rr] [--b node:none] [--rounds 10] [--duration 3]
+
+const path = require('node:path');
+const { execFile } = require('node:child_process');
+const tracker = require('./lib/tracker');
+const procs = require('../scripts/lib/procs');
+const { freePort } = require('../scripts/lib/net');
+const { parseCli } = require('../scripts/lib/cli');
+
+const ROOT = path.resolve(__dirname, '..');
+const APP = path.join(__dirname, 'app.js');
+const REGISTER = path.join(ROOT, 'js', 'register.js');
+const USAGE = 'usage: npm run bench:paired -- [--a rs:rr] [--b node:none] [--rounds N] [--duration S] [--connections N]';
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const median = (v) => {
+  const s = [...v].sort((x, y) => x - y);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+const { values, fail } = parseCli({
+  name: 'bench:paired',
+  usage: USAGE,
+  help: `${USAGE}\n  --a, --b        impl:policy, impl rs or node, policy rr or none (default rs:rr, node:none)\n` +
+    '  --rounds N      paired rounds (default 10)\n  --duration S    seconds of wrk per side and round (default 3)\n' +
+    '  --connections N wrk connections (default 64)',
+  options: {
+    a: { type: 'string', default: 'rs:rr' },
+    b: { type: 'string', default: 'node:none' },
+    rounds: { type: 'string', default: '10' },
+    duration: { type: 'string', default: '3' },
+    connections: { type: 'string', default: '64' },
+  },
+});
+const side = (spec) => {
+  const [impl, policy] = spec.split(':');
+  if (!['rs', 'node'].includes(impl) || !['rr', 'none'].includes(policy)) fail(`not impl:policy: ${spec}`);
+  return { impl, policy, name: spec };
+};
+const count = (name) => {
+  const n = Number(values[name]);
+  if (!Number.isInteger(n) || n < 1) fail(`--${name} must be a whole number >= 1`);
+  return n;
+};
+const sides = [side(values.a), side(values.b)];
+const rounds = count('rounds');
+const duration = count('duration');
+const connections = count('connections');
+
+function wrk(port, seconds) {
+  return new Promise((resolve, reject) => {
+    execFile('wrk', ['-t1', `-c${connections}`, `-d${seconds}`, '-H', 'Connection: close', `http://127.0.0.1:${port}/`],
+             (err, stdout) => {
+               if (err) return reject(err);
+               const m = /(\d+) requests in/.exec(stdout);
+               return m ? resolve(+m[1]) : reject(new Error(`wrk said: ${stdout}`));
+             });
+  });
+}
+
+async function start(s) {
+  s.port = await freePort();
+  const args = s.impl === 'rs' ? ['-r', REGISTER, APP] : [APP];
+  s.child = tracker.spawnTracked(process.execPath, args, {
+    env: { ...process.env, NODE_CLUSTER_SCHED_POLICY: s.policy, WORKERS: '2', PORT: `${s.port}` },
+    stdio: 'ignore',
+  }, s.name, { tree: true });
+  const until = Date.now() + 15000;
+  while (procs.descendants(s.child.pid).length < 2) {
+    if (Date.now() > until) throw new Error(`${s.name}: workers did not start`);
+    await sleep(50);
+  }
+  await sleep(500);
+  await wrk(s.port, 2); // warm-up: JIT, caches
+  s.total = [];
+  s.primary = [];
+}
+
+async function measure(s) {
+  const pids = [s.child.pid, ...procs.descendants(s.child.pid)];
+  const cpu = () => pids.reduce((t, p) => t + (procs.cpuSeconds(p) || 0), 0);
+  const c0 = cpu();
+  const p0 = procs.cpuSeconds(s.child.pid);
+  const n = await wrk(s.port, duration);
+  s.total.push(((cpu() - c0) * 1e6) / n);
+  s.primary.push(((procs.cpuSeconds(s.child.pid) - p0) * 1e6) / n);
+}
+
+async function main() {
+  tracker.installCleanup();
+  for (const s of sides) await start(s);
+  const ratios = [];
+  for (let r = 0; r < rounds; r++) {
+    for (const s of r % 2 === 0 ? sides : [...sides].reverse()) await measure(s);
+    ratios.push(sides[0].total[r] / sides[1].total[r]);
+    process.stderr.write(`[round ${r + 1}/${rounds}] ${sides.map((s) => `${s.name} ${s.total[r].toFixed(1)} µs/req`).join(', ')}\n`);
+  }
+  for (const s of sides) {
+    const workers = s.total.map((t, i) => t - s.primary[i]);
+    console.log(`${s.name.padEnd(10)} server CPU ${median(s.total).toFixed(1)} µs/req (primary ${median(s.primary).toFixed(1)}, ` +
+                `workers ${median(workers).toFixed(1)})`);
+  }
+  console.log(`${sides[0].name} / ${sides[1].name}: ${median(ratios).toFixed(3)}× (rounds ` +
+              `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}×)`);
+  tracker.killAll();
+}
+
+main().catch((err) => {
+  console.error(err);
+  tracker.killAllAndExit(1);
+});
