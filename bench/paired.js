@@ -27,7 +27,7 @@ const median = (v) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
-const { values, fail } = parseCli({
+const { values, fail, number } = parseCli({
   name: 'bench:paired',
   usage: USAGE,
   help: `${USAGE}\n  --a, --b        impl:policy, impl rs or node, policy rr or none (default rs:rr, node:none)\n` +
@@ -36,9 +36,9 @@ const { values, fail } = parseCli({
   options: {
     a: { type: 'string', default: 'rs:rr' },
     b: { type: 'string', default: 'node:none' },
-    rounds: { type: 'string', default: '10' },
-    duration: { type: 'string', default: '3' },
-    connections: { type: 'string', default: '64' },
+    rounds: { type: 'string' },
+    duration: { type: 'string' },
+    connections: { type: 'string' },
   },
 });
 const side = (spec) => {
@@ -46,15 +46,10 @@ const side = (spec) => {
   if (!['rs', 'node'].includes(impl) || !['rr', 'none'].includes(policy)) fail(`not impl:policy: ${spec}`);
   return { impl, policy, name: spec };
 };
-const count = (name) => {
-  const n = Number(values[name]);
-  if (!Number.isInteger(n) || n < 1) fail(`--${name} must be a whole number >= 1`);
-  return n;
-};
 const sides = [side(values.a), side(values.b)];
-const rounds = count('rounds');
-const duration = count('duration');
-const connections = count('connections');
+const rounds = number('rounds', { def: 10 });
+const duration = number('duration', { def: 3 });
+const connections = number('connections', { def: 64 });
 
 function wrk(port, seconds) {
   return new Promise((resolve, reject) => {

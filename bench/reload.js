@@ -127,30 +127,23 @@ async function measure(opts, impl, mode) {
 const USAGE = 'usage: node bench/reload.js [--duration 12] [--reloads 5] [--clients 8] [--workers 2] [--impls rs,pm2] [--modes close,keep-alive] [--no-install]';
 
 async function main() {
-  const { values, fail } = parseCli({
+  const { values, fail, number } = parseCli({
     name: 'reload bench',
     usage: USAGE,
     help: USAGE,
     options: {
-      duration: { type: 'string', default: '12' },
-      reloads: { type: 'string', default: '5' },
-      clients: { type: 'string', default: '8' },
-      workers: { type: 'string', default: '2' },
+      duration: { type: 'string' },
+      reloads: { type: 'string' },
+      clients: { type: 'string' },
+      workers: { type: 'string' },
       impls: { type: 'string', default: 'rs,pm2' },
       modes: { type: 'string', default: 'close,keep-alive' },
       'no-install': { type: 'boolean', default: false },
     },
   });
-  const positive = (k, whole) => {
-    const n = Number(values[k]);
-    if (values[k].trim() === '' || !(n > 0) || (whole && !Number.isInteger(n))) {
-      fail(`--${k} takes a ${whole ? 'whole ' : ''}number > 0, not '${values[k]}'`);
-    }
-    return n;
-  };
   const opts = {
-    duration: positive('duration', false), reloads: positive('reloads', true), clients: positive('clients', true),
-    workers: positive('workers', true), install: !values['no-install'],
+    duration: number('duration', { def: 12, min: 1, whole: false }), reloads: number('reloads', { def: 5 }),
+    clients: number('clients', { def: 8 }), workers: number('workers', { def: 2 }), install: !values['no-install'],
   };
   const impls = values.impls.split(',');
   if (impls.some((i) => !IMPLS[i])) fail(`--impls takes ${Object.keys(IMPLS).join(', ')}, not '${values.impls}'`);

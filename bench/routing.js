@@ -349,16 +349,11 @@ const USAGE = 'usage: npm run bench:routing -- [options]   (--help lists them)';
 
 function options() {
   const str = { type: 'string' };
-  const { values: o, fail } = parseCli({
+  const { values: o, fail, number } = parseCli({
     name: 'routing bench', usage: USAGE, help: HELP,
     options: { rounds: str, scenarios: str, clients: str, messages: str, 'busy-duration': str, ws: str, 'cost-duration': str, 'remap-keys': str, out: str },
   });
-  const num = (k, def, min, whole = true) => {
-    if (o[k] === undefined) return def;
-    const n = Number(o[k]);
-    if (o[k].trim() === '' || !(n >= min) || (whole && !Number.isInteger(n))) fail(`--${k} takes a ${whole ? 'whole ' : ''}number >= ${min}, not '${o[k]}'`);
-    return n;
-  };
+  const num = (k, def, min, whole = true) => number(k, { def, min, whole });
   const scenarios = (o.scenarios ?? SCENARIOS.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
   const unknown = scenarios.filter((s) => !SCENARIOS.includes(s));
   if (unknown.length || scenarios.length === 0) fail(`--scenarios takes ${SCENARIOS.join(', ')}, not '${o.scenarios}'`);

@@ -77,7 +77,7 @@ const USAGE = 'usage: npm run bench -- [options]   (--help lists them)';
 
 function parseOptions() {
   const str = { type: 'string' };
-  const { values: o, fail } = parseCli({
+  const { values: o, fail, number } = parseCli({
     name: 'bench',
     usage: USAGE,
     help: HELP,
@@ -88,12 +88,7 @@ function parseOptions() {
     },
   });
   const quick = !!o.quick;
-  const num = (k, def, min) => {
-    if (o[k] === undefined) return def;
-    const n = Number(o[k]);
-    if (o[k].trim() === '' || !Number.isFinite(n) || n < min) fail(`--${k} must be a number >= ${min}, not '${o[k]}'`);
-    return n;
-  };
+  const num = (k, def, min, whole = true) => number(k, { def, min, whole });
   const known = SCENARIOS.map((s) => s.name);
   const names = (o.scenarios ?? (quick ? QUICK_SCENARIOS : known).join(','))
     .split(',').map((s) => s.trim()).filter(Boolean);
@@ -105,13 +100,13 @@ function parseOptions() {
   const loader = o.loader ?? 'auto';
   if (!['auto', 'wrk', 'autocannon', 'node'].includes(loader)) fail(`--loader takes auto, wrk, autocannon or node, not '${loader}'`);
   return {
-    workers: Math.floor(num('workers', 2, 1)),
-    duration: num('duration', quick ? 1 : 5, 0.5),
-    rounds: Math.floor(num('rounds', quick ? 1 : 3, 1)),
-    connections: Math.floor(num('connections', 64, 1)),
-    threads: Math.floor(num('threads', 1, 1)),
-    warmup: num('warmup', quick ? 0 : 1, 0),
-    startupReps: Math.floor(num('startup-reps', quick ? 1 : 5, 1)),
+    workers: num('workers', 2, 1),
+    duration: num('duration', quick ? 1 : 5, 0.5, false),
+    rounds: num('rounds', quick ? 1 : 3, 1),
+    connections: num('connections', 64, 1),
+    threads: num('threads', 1, 1),
+    warmup: num('warmup', quick ? 0 : 1, 0, false),
+    startupReps: num('startup-reps', quick ? 1 : 5, 1),
     scenarios: SCENARIOS.filter((s) => names.includes(s.name)),
     out: path.resolve(o.out ?? path.join(__dirname, 'results')),
     quick,

@@ -5,8 +5,10 @@
 
 const { parseArgs } = require('node:util');
 
-// `options` as util.parseArgs takes them. Returns the values and `fail(msg)`,
-// which reports a bad value the same way.
+// `options` as util.parseArgs takes them. Returns the values, `fail(msg)`,
+// which reports a bad value the same way, and `number(key, { def, min,
+// whole })`, a numeric flag (a string option): `def` when absent, else a
+// number >= `min` (default 1), whole unless `whole` is false.
 function parseCli({ name, usage, help, options, args = process.argv.slice(2) }) {
   const fail = (msg) => {
     console.error(`${name}: ${msg}`);
@@ -24,7 +26,16 @@ function parseCli({ name, usage, help, options, args = process.argv.slice(2) }) 
     console.log(help);
     process.exit(0);
   }
-  return { values, fail };
+  const number = (key, { def, min = 1, whole = true } = {}) => {
+    const raw = values[key];
+    if (raw === undefined) return def;
+    const n = Number(raw);
+    if (raw.trim() === '' || !(n >= min) || (whole && !Number.isInteger(n))) {
+      fail(`--${key} takes a ${whole ? 'whole ' : ''}number >= ${min}, not '${raw}'`);
+    }
+    return n;
+  };
+  return { values, fail, number };
 }
 
 module.exports = { parseCli };
