@@ -230,15 +230,15 @@ function onConnection() {
     typeof entry.handle.onconnection === 'function' &&
     (entry.obj.maxConnections == null || (entry.obj._connections | 0) < entry.obj.maxConnections);
   if (!ok) return;
-  const handle = handles.connection(entry.kind, conn[1], connectionClosed);
+  const handle = handles.connection(entry.kind, conn[1]);
   conn[2] = 1;
   entry.handle.onconnection(0, handle);
 }
 
 // A connection's handle closed: it leaves the worker's live connections.
-function connectionClosed() {
+handles.onConnectionClose(() => {
   conn[3] = (conn[3] + 1) | 0;
-}
+});
 
 function onChannel(hasConn, replies, error) {
   if (replies !== null) {

@@ -52,8 +52,13 @@ function open(handle, fd) {
 // shape, so V8's inline caches in net and http stay monomorphic.
 const counted = { tcp: null, pipe: null };
 const open_ = Symbol('open');
+let onClose = () => {};
 
-function countedCtor(kind, onClose) {
+function onConnectionClose(fn) {
+  onClose = fn;
+}
+
+function countedCtor(kind) {
   if (counted[kind] === null) {
     counted[kind] = class extends streamCtor(kind) {
       constructor() {
@@ -73,9 +78,9 @@ function countedCtor(kind, onClose) {
   return counted[kind];
 }
 
-// `kind` is 'tcp' or 'pipe'; `onClose` is the same function on every call.
-function connection(kind, fd, onClose) {
-  const Ctor = countedCtor(kind, onClose);
+// `kind` is 'tcp' or 'pipe'.
+function connection(kind, fd) {
+  const Ctor = countedCtor(kind);
   return open(new Ctor(), fd);
 }
 
@@ -88,4 +93,4 @@ function listener(kind, fd) {
   return open(new Ctor(SERVER), fd);
 }
 
-module.exports = { connection, listener };
+module.exports = { connection, listener, onConnectionClose };
