@@ -6,6 +6,7 @@
 const test = require('node:test');
 const assert = require('node:assert');
 const http = require('node:http');
+const net = require('node:net');
 const { execFileSync } = require('node:child_process');
 const { get, startCluster, HAS_SS } = require('./helpers');
 const { sleep } = require('./fixtures/faults-lib');
@@ -67,6 +68,38 @@ test(`after ${N} requests the counters add up to ${N} exactly, and stay there wh
     await app.stop();
   }
 });
+
+// Connects and waits until the server closes (or resets) the connection.
+function refused(port) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.setTimeout(5000, () => reject(new Error('the server kept the connection open')));
+    socket.on('error', () => {});
+    socket.on('close', resolve);
+    socket.resume();
+  });
+}
+
+// Node's server can turn a connection down after the worker has taken it:
+// its blockList (Node 22.13+) closes the handle without counting it in, a
+// 'connection' listener may destroy the socket at once. Either way it must
+// leave the worker's live count, or least-connections sees a load that is
+// not there.
+for (const refuse of ['destroy', 'block']) {
+  const skip = refuse === 'block' && !('blockList' in new net.Server({ blockList: new net.BlockList() })) &&
+    'no net.Server blockList on this Node';
+  test(`connections the worker's server turns down (${refuse}) leave the live count`, { timeout: 30000, skip }, async () => {
+    const { app, port, metricsPort } = await startMetricsApp({ REFUSE: refuse });
+    try {
+      for (let i = 0; i < 20; i++) await refused(port);
+      const s = await settled(metricsPort);
+      assert.strictEqual(s.workers.reduce((a, w) => a + w.accepted, 0), 20);
+      assert.deepStrictEqual(s.workers.map((w) => w.active), [0, 0]);
+    } finally {
+      await app.stop();
+    }
+  });
+}
 
 test('a worker stuck in a busy loop shows its event-loop lag growing within a second', { timeout: 30000 }, async () => {
   const { app, port, metricsPort } = await startMetricsApp();
