@@ -70,6 +70,26 @@ function cpuSeconds(pid) {
   return s === null ? null : (s.utime + s.stime) / clkTck;
 }
 
+// CPU seconds of a process to the nanosecond: the sum of its live threads'
+// time on CPU (/proc/<pid>/task/*/schedstat). For short spans such as a
+// start, where cpuSeconds' clock ticks (10 ms) are too coarse; a thread
+// that has exited is not counted. Null if gone or without schedstat.
+function cpuSecondsExact(pid) {
+  let tids;
+  try {
+    tids = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return null;
+  }
+  let ns = 0;
+  for (const tid of tids) {
+    const text = readProc(pid, `task/${tid}/schedstat`);
+    // One that exits between the listing and the read is not counted either.
+    if (text !== null) ns += Number(text.split(' ')[0]);
+  }
+  return Number.isFinite(ns) ? ns / 1e9 : null;
+}
+
 // { rssKb: VmRSS, hwmKb: VmHWM } of a process, or null if gone.
 function memory(pid) {
   const text = readProc(pid, 'status');
@@ -108,4 +128,4 @@ function descendants(root) {
   return out;
 }
 
-module.exports = { clkTck, readStat, isAlive, waitGone, cpuSeconds, memory, descendants };
+module.exports = { clkTck, readStat, isAlive, waitGone, cpuSeconds, cpuSecondsExact, memory, descendants };
