@@ -248,7 +248,7 @@ function startApp({ impl, policy, workers, port, metricsPort }) {
       }
       // CPU spent getting there, all processes: steadier than wall time on a busy box.
       let cpu = 0;
-      for (const p of pids) cpu += procs.cpuSecondsExact(p) ?? procs.cpuSeconds(p) ?? 0;
+      for (const p of pids) cpu += procs.cpuSeconds(p) || 0;
       app.startupCpuMs = cpu * 1000;
       resolve(app);
     };
