@@ -27,10 +27,7 @@ function readProc(pid, file) {
 // /proc/<pid>/stat split after the command name, which may hold spaces and
 // parentheses. `f(n)` is field n as numbered in proc(5). Null if gone.
 function readStat(pid) {
-  return parseStat(readProc(pid, 'stat'));
-}
-
-function parseStat(text) {
+  const text = readProc(pid, 'stat');
   if (text === null) return null;
   const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
   const f = (n) => rest[n - 3];
@@ -67,32 +64,29 @@ async function waitGone(pids, timeoutMs) {
   }
 }
 
-// User + system CPU seconds of a process, all its threads included; null if
-// gone. Live threads count to the nanosecond (their schedstat), threads that
-// have exited in the clock ticks (10 ms) the process kept of them: a window
-// of a few seconds of a process using a tenth of a core is only some forty
-// ticks, too coarse for a 5% comparison.
+// CPU seconds of a process, all its threads included; null if gone. To the
+// nanosecond where Linux keeps schedstat: the sum over its live threads (a
+// window of a few seconds of a process using a tenth of a core is some forty
+// of /proc/<pid>/stat's 10 ms ticks, too coarse for a 5% comparison). A
+// thread that has exited is not counted: the processes measured here are
+// Node's, whose threads live as long as they do.
 function cpuSeconds(pid) {
-  const s = readStat(pid);
-  if (s === null) return null;
-  const ticks = s.utime + s.stime;
   let tids;
   try {
     tids = fs.readdirSync(`/proc/${pid}/task`);
   } catch {
-    return ticks / clkTck;
+    tids = null;
   }
-  let liveNs = 0;
-  let liveTicks = 0;
-  for (const tid of tids) {
-    const sched = readProc(pid, `task/${tid}/schedstat`);
-    const t = parseStat(readProc(pid, `task/${tid}/stat`));
-    if (sched === null || t === null) continue; // exited meanwhile: in `ticks`
-    liveNs += Number(sched.split(' ')[0]);
-    liveTicks += t.utime + t.stime;
+  if (tids !== null) {
+    let ns = 0;
+    for (const tid of tids) {
+      const sched = readProc(pid, `task/${tid}/schedstat`);
+      if (sched !== null) ns += Number(sched.split(' ')[0]);
+    }
+    if (ns > 0 && Number.isFinite(ns)) return ns / 1e9;
   }
-  if (!Number.isFinite(liveNs)) return ticks / clkTck;
-  return liveNs / 1e9 + Math.max(0, ticks - liveTicks) / clkTck;
+  const s = readStat(pid);
+  return s === null ? null : (s.utime + s.stime) / clkTck;
 }
 
 // { rssKb: VmRSS, hwmKb: VmHWM } of a process, or null if gone.
