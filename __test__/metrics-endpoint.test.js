@@ -73,7 +73,10 @@ test(`after ${N} requests the counters add up to ${N} exactly, and stay there wh
 function refused(port) {
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, '127.0.0.1');
-    socket.setTimeout(5000, () => reject(new Error('the server kept the connection open')));
+    socket.setTimeout(5000, () => {
+      socket.destroy();
+      reject(new Error('the server kept the connection open'));
+    });
     socket.on('error', () => {});
     socket.on('close', resolve);
     socket.resume();
