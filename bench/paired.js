@@ -10,8 +10,8 @@
 //   node bench/paired.js [--a rs:rr] [--b node:none] [--rounds 10] [--duration 3]
 
 const path = require('node:path');
-const { execFile } = require('node:child_process');
 const tracker = require('./lib/tracker');
+const loaders = require('./lib/loaders');
 const procs = require('../scripts/lib/procs');
 const { freePort } = require('../scripts/lib/net');
 const { parseCli } = require('../scripts/lib/cli');
@@ -51,15 +51,12 @@ const rounds = number('rounds', { def: 10 });
 const duration = number('duration', { def: 3 });
 const connections = number('connections', { def: 64 });
 
-function wrk(port, seconds) {
-  return new Promise((resolve, reject) => {
-    execFile('wrk', ['-t1', `-c${connections}`, `-d${seconds}`, '-H', 'Connection: close', `http://127.0.0.1:${port}/`],
-             (err, stdout) => {
-               if (err) return reject(err);
-               const m = /(\d+) requests in/.exec(stdout);
-               return m ? resolve(+m[1]) : reject(new Error(`wrk said: ${stdout}`));
-             });
-  });
+let wrk = null; // picked in main()
+
+// Requests wrk completed in `seconds` of Connection: close load.
+async function load(port, seconds) {
+  const r = await wrk.run({ port, connections, threads: 1, duration: seconds, keepAlive: false, graceS: 15 });
+  return r.requests;
 }
 
 async function start(s) {
@@ -75,7 +72,7 @@ async function start(s) {
     await sleep(50);
   }
   await sleep(500);
-  await wrk(s.port, 2); // warm-up: JIT, caches
+  await load(s.port, 2); // warm-up: JIT, caches
   s.total = [];
   s.primary = [];
 }
@@ -85,13 +82,14 @@ async function measure(s) {
   const cpu = () => pids.reduce((t, p) => t + (procs.cpuSeconds(p) || 0), 0);
   const c0 = cpu();
   const p0 = procs.cpuSeconds(s.child.pid);
-  const n = await wrk(s.port, duration);
+  const n = await load(s.port, duration);
   s.total.push(((cpu() - c0) * 1e6) / n);
   s.primary.push(((procs.cpuSeconds(s.child.pid) - p0) * 1e6) / n);
 }
 
 async function main() {
   tracker.installCleanup();
+  wrk = loaders.pick('wrk', { install: false, log: (line) => process.stderr.write(`${line}\n`) });
   for (const s of sides) await start(s);
   const ratios = [];
   for (let r = 0; r < rounds; r++) {
