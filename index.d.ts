@@ -96,15 +96,15 @@ declare namespace cluster {
         restarts: number;
     }
 
-    /** One listener (a shared or round-robin server handle) in `cluster.stats()`. */
+    /** One listener (a server handle the primary accepts on, or one the workers share) in `cluster.stats()`. */
     interface ListenerStats {
         id: number;
         /** `host:port`, or the unix socket's path. */
         address: string;
-        /** 'rr': the primary accepts (round-robin, least or sticky); 'shared': the workers do. */
-        policy: "rr" | "shared";
+        /** The listener's scheduling policy: "none" where the workers accept (SCHED_NONE, and UDP). */
+        policy: "none" | "rr" | "least" | "sticky";
         workers: number[];
-        /** Accepted by the primary (round-robin only). */
+        /** Accepted by the primary (null where the workers accept). */
         accepted: number | null;
         /** The kernel's accept queue: waiting connections and its limit (TCP on Linux only). */
         queue: number | null;
@@ -121,7 +121,7 @@ declare namespace cluster {
         time: number;
         primary: { pid: number; uptime: number; rss: number; cpu: number };
         /** The scheduling policy in use, and the sticky key with policy 'sticky'. */
-        routing: { policy: "rr" | "none" | "least" | "sticky"; sticky: string | null };
+        routing: { policy: "none" | "rr" | "least" | "sticky"; sticky: string | null };
         /** Every worker whose process has not exited. */
         workers: WorkerStats[];
         listeners: ListenerStats[];

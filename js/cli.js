@@ -34,7 +34,9 @@ const SETTING_FLAGS = {
   metrics: 'metrics',
 };
 
-const POLICIES = ['rr', 'none', 'least', 'sticky'];
+// The scheduling policies' words, from the Rust table (`policies()`), Node's two first.
+const POLICY_TABLE = require('./native').policies();
+const POLICIES = POLICY_TABLE.map((p) => p.name);
 
 const MAX_WORKERS = 1024;
 // The command's own defaults; the environment and the flags override them.
@@ -46,7 +48,7 @@ const USAGE = 'usage: rs-cluster [options] <script> [script args...]   (rs-clust
 
 const HELP = `rs-cluster [options] <script> [script args...]   run an unchanged server script as a cluster
   -w, --workers <n|max>   workers (default: max = the CPUs this process may use, cgroup quota included)
-  --policy <rr|none|least|sticky>
+  --policy <${POLICIES.join('|')}>
                           scheduling: round-robin in the primary (default), the kernel's shared socket,
                           the worker with the fewest live connections, or a client's own worker
   --sticky-key <key>      ip|header:NAME|cookie:NAME|query:NAME, with --policy sticky (default ip)
@@ -109,7 +111,7 @@ function parseWorkers(text) {
 function checkPolicy(policy, stickyKey) {
   if (stickyKey !== undefined && policy !== 'sticky') throw new UsageError('--sticky-key needs --policy sticky');
   if (policy === undefined || POLICIES.includes(policy)) return;
-  throw new UsageError(`--policy must be rr, none, least or sticky. Received '${policy}'`);
+  throw new UsageError(`--policy must be ${POLICIES.slice(0, -1).join(', ')} or ${POLICIES.at(-1)}. Received '${policy}'`);
 }
 
 function resolveScript(script) {
@@ -163,7 +165,7 @@ function run({ workers, policy, settings: clusterSettings, exec, args }) {
   // make a second handler.
   delete process.env.RS_CLUSTER_RELOAD_SIGNAL;
   const cluster = require('./index.js');
-  if (policy !== undefined) cluster.schedulingPolicy = cluster[`SCHED_${policy === 'rr' ? 'RR' : policy.toUpperCase()}`];
+  if (policy !== undefined) cluster.schedulingPolicy = POLICY_TABLE.find((p) => p.name === policy).sched;
   cluster.setupPrimary({ exec, args, ...clusterSettings });
 
   const live = new Map(); // worker -> fork time

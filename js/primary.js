@@ -15,13 +15,13 @@ const { explainDeniedPreload } = require('./preload-access');
 const stats = require('./stats');
 const { WORKER_ENV, CHANNEL_ENV, PRELOAD_ENV, WINDOW_ENV, ADDON_ENV } = require('./env');
 
-const SCHED_NONE = 1;
-const SCHED_RR = 2;
-// rs-cluster's own, decided in the Rust primary like SCHED_RR; far from
-// Node's, so a value node:cluster rejects (3, 4 …) is rejected here too.
-const SCHED_LEAST = 101;
-const SCHED_STICKY = 102;
-const POLICIES = { none: SCHED_NONE, rr: SCHED_RR, least: SCHED_LEAST, sticky: SCHED_STICKY };
+// The scheduling policies, from the Rust table (crates/core/src/primary/
+// policy/mod.rs): name -> cluster.SCHED_* value. rs-cluster's own values are
+// far from Node's, so a value node:cluster rejects (3, 4 …) is rejected here too.
+const POLICY_TABLE = native.policies();
+const POLICIES = Object.fromEntries(POLICY_TABLE.map((p) => [p.name, p.sched]));
+const SCHED_NONE = POLICIES.none;
+const SCHED_RR = POLICIES.rr;
 
 const cluster = new EventEmitter();
 const intercom = new EventEmitter();
@@ -34,9 +34,9 @@ cluster.workers = {};
 cluster.settings = {};
 cluster.SCHED_NONE = SCHED_NONE;
 cluster.SCHED_RR = SCHED_RR;
-// Not enumerable, so the cluster object's keys stay node:cluster's.
-for (const [name, value] of [['SCHED_LEAST', SCHED_LEAST], ['SCHED_STICKY', SCHED_STICKY]]) {
-  Object.defineProperty(cluster, name, { value, enumerable: false });
+// rs-cluster's own are not enumerable, so the cluster object's keys stay node:cluster's.
+for (const { constant, sched } of POLICY_TABLE) {
+  if (sched !== SCHED_NONE && sched !== SCHED_RR) Object.defineProperty(cluster, constant, { value: sched, enumerable: false });
 }
 
 // Respawn, drain, reload and memory limits (js/supervisor.js), all opt-in.

@@ -10,7 +10,7 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode, 
 use napi_derive::napi;
 use rs_cluster_core::error::{Context, Error};
 use rs_cluster_core::primary::sticky::KeySpec;
-use rs_cluster_core::primary::{Command, Config, Event, Policy, Primary, DEFAULT_WINDOW};
+use rs_cluster_core::primary::{Command, Config, Event, Policy, Primary, DEFAULT_WINDOW, POLICIES};
 
 use crate::errors::{describe, invalid_arg, invalid_value, to_js};
 
@@ -58,11 +58,33 @@ pub fn probe_socket(env: Env, kind: String) -> Result<i32> {
         .map_err(|e| to_js(&env, &e))
 }
 
-/// Node's constants, and ours (js/primary.js says why these values).
-const SCHED_NONE: u32 = 1;
-const SCHED_RR: u32 = 2;
-const SCHED_LEAST: u32 = 101;
-const SCHED_STICKY: u32 = 102;
+/// A scheduling policy's numbers and names (`rs_cluster_core::primary::POLICIES`).
+#[napi(object)]
+pub struct PolicyEntry {
+    /// NODE_CLUSTER_SCHED_POLICY's value, `--policy`'s word, the stats' name.
+    pub name: String,
+    /// The value of `cluster[constant]`.
+    pub sched: u32,
+    /// `SCHED_RR` …
+    pub constant: String,
+    /// Whether the primary accepts and chooses the worker.
+    pub primary_accepts: bool,
+}
+
+/// Every scheduling policy, Node's two first: the one table JS, the command
+/// and the types follow.
+#[napi]
+pub fn policies() -> Vec<PolicyEntry> {
+    POLICIES
+        .iter()
+        .map(|p| PolicyEntry {
+            name: p.name.into(),
+            sched: p.sched,
+            constant: p.constant.into(),
+            primary_accepts: p.primary_accepts,
+        })
+        .collect()
+}
 
 fn sticky_key(env: &Env, spec: &str) -> Result<KeySpec> {
     KeySpec::parse(spec).map_err(|e| invalid_value(env, &format!("The argument 'sticky' is invalid: {e}")))
@@ -94,8 +116,8 @@ pub struct PrimaryReactor {
 
 #[napi]
 impl PrimaryReactor {
-    /// `policy`: SCHED_NONE, SCHED_RR (Node's constants), SCHED_LEAST or
-    /// SCHED_STICKY (keyed by `sticky`, default `ip`).
+    /// `policy`: a `sched` of `policies()`; SCHED_STICKY is keyed by
+    /// `sticky` (default `ip`).
     #[napi(constructor, catch_unwind)]
     pub fn new(
         env: Env,
@@ -103,13 +125,10 @@ impl PrimaryReactor {
         sticky: Option<String>,
         #[napi(ts_arg_type = "(event: PrimaryEvent) => void")] on_event: Function<PrimaryEvent, UnknownReturnValue>,
     ) -> Result<Self> {
-        let policy = match policy {
-            SCHED_NONE => Policy::None,
-            SCHED_RR => Policy::RoundRobin,
-            SCHED_LEAST => Policy::Least,
-            SCHED_STICKY => Policy::Sticky(sticky_key(&env, sticky.as_deref().unwrap_or("ip"))?),
-            other => return Err(invalid_arg(&env, "policy", other)),
-        };
+        let mut policy = Policy::from_sched(policy, KeySpec::Ip).ok_or_else(|| invalid_arg(&env, "policy", policy))?;
+        if let Policy::Sticky(key) = &mut policy {
+            *key = sticky_key(&env, sticky.as_deref().unwrap_or("ip"))?;
+        }
         let tsfn: Arc<EventFn> = Arc::new(
             on_event
                 .build_threadsafe_function::<PrimaryEvent>()

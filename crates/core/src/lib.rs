@@ -15,4 +15,5 @@ pub mod page;
 pub mod primary;
 pub mod protocol;
 pub mod sockets;
+pub mod tuning;
 pub mod worker;

@@ -10,31 +10,14 @@ use std::path::{Path, PathBuf};
 use crate::protocol::{Family, Query, SockName};
 use crate::sockets;
 
-use super::round_robin::RoundRobin;
+use super::acceptor::Acceptor;
+use super::policy::Policy;
 use super::shared::Shared;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Policy {
-    /// Node's SCHED_NONE (1): the OS spreads connections over workers.
-    None,
-    /// Node's SCHED_RR (2): the primary accepts and hands out connections
-    /// in strict rotation.
-    RoundRobin,
-    /// SCHED_LEAST: to the worker with the fewest live connections.
-    Least,
-    /// SCHED_STICKY: a client's connections to one worker, by `KeySpec`.
-    Sticky(super::sticky::KeySpec),
-}
-
-impl Policy {
-    /// Whether the primary accepts (every policy but the kernel's).
-    pub fn primary_accepts(&self) -> bool {
-        *self != Policy::None
-    }
-}
-
 pub enum Kind {
-    RoundRobin(RoundRobin),
+    /// The primary accepts and its policy places each connection.
+    Accepting(Acceptor),
+    /// Every worker accepts on a copy (SCHED_NONE, and UDP always).
     Shared(Shared),
 }
 
@@ -110,24 +93,24 @@ pub struct Handles {
 }
 
 impl Handles {
-    /// The handle for `q.key`, created (bound, and listening for round-robin)
-    /// on first use. On error nothing is stored, so another worker may retry.
+    /// The handle for `q.key`, created (bound, and listening if the primary
+    /// accepts) on first use. On error nothing is stored, so another worker may retry.
     pub fn get_or_create(&mut self, q: &Query, policy: &Policy) -> io::Result<&mut Handle> {
         if let Some(id) = self.by_key.get(&q.key) {
             return Ok(self.map.get_mut(id).expect("key table and handle map agree"));
         }
-        let round_robin = policy.primary_accepts() && !q.family.is_udp();
-        // A round-robin handle watches the primary's fd, and libuv refuses to
-        // watch one fd twice: a second round-robin handle on it fails as in Node.
-        if round_robin && q.fd >= 0 && self.map.values().any(|h| h.source_fd == Some(q.fd)) {
+        let schedule = if q.family.is_udp() { None } else { policy.build() };
+        // An accepting handle watches the primary's fd, and libuv refuses to
+        // watch one fd twice: a second such handle on it fails as in Node.
+        if schedule.is_some() && q.fd >= 0 && self.map.values().any(|h| h.source_fd == Some(q.fd)) {
             return Err(io::Error::from_raw_os_error(libc::EEXIST));
         }
-        let (kind, sockname) = if round_robin {
+        let (kind, sockname) = if let Some(schedule) = schedule {
             let fd = bind_stream(q)?;
             sockets::start_listening(fd.as_fd(), q.backlog)?;
             sockets::prepare_accept(&fd)?;
             let name = sockets::sockname(fd.as_fd())?;
-            (Kind::RoundRobin(RoundRobin::new(fd)), name)
+            (Kind::Accepting(Acceptor::new(fd, schedule)), name)
         } else {
             let shared = Shared::bind(q)?;
             let name = sockets::sockname(shared.fd.as_fd())?;

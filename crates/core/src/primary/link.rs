@@ -1,145 +1,57 @@
 //! The primary's side of one worker: its control channel, its hand-off
 //! channel (both ends: see `handoff.rs`), the page it shares with the worker,
-//! and how many connections wait unread in its queue.
+//! and how many connections wait unread in its queue. The reactor changes it
+//! only through these methods.
 
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::channel::Channel;
+use crate::channel::{Channel, Received as Read};
 use crate::error::{Context, Error};
 use crate::handoff::{self, Batch, Received};
-use crate::page::Page;
-use crate::protocol::{encode_setup, Decoder, Handoff, Returned};
+use crate::page::{Page, Snapshot};
+use crate::protocol::{encode_setup, Decoder, Frame, Handoff, Returned};
+use crate::tuning::FD_PAUSE;
 
-use super::busy::{Busy, CpuClock};
-use super::round_robin::Queued;
-
-/// Connections unread by a worker whose loop has not taken any for this long
-/// are taken back and served by another worker. A healthy worker reads one
-/// every loop turn; one warming up (JIT, GC) on a busy machine can pause for
-/// a good fraction of this, and taking back from it then skews the share of a
-/// burst of keep-alive connections for good, hence the margin.
-pub const STALL: Duration = Duration::from_millis(500);
-
-/// How many connections wait unread in a worker's hand-off queue, and
-/// whether it is stalled: pure accounting, fed by the page's counters.
-#[derive(Debug)]
-pub struct Window {
-    sent: u64,
-    taken_back: u64,
-    /// The page's `taken` when last looked at.
-    taken: u64,
-    /// When `taken` last moved, or the queue last went from empty to not.
-    progress_at: Instant,
-    /// Set when connections had to be taken back from a stalled worker: when
-    /// its loop had last turned, by the page. It gets nothing new until the
-    /// loop turns again.
-    stalled_at_turn: Option<u64>,
-}
-
-impl Window {
-    pub fn new(now: Instant) -> Window {
-        Window {
-            sent: 0,
-            taken_back: 0,
-            taken: 0,
-            progress_at: now,
-            stalled_at_turn: None,
-        }
-    }
-
-    /// Sent but neither read by the worker nor taken back. The worker's
-    /// counter is trusted only as far as it is plausible.
-    pub fn queued(&self) -> u64 {
-        self.sent.saturating_sub(self.taken_back).saturating_sub(self.taken)
-    }
-
-    /// The worker's counters, read from the page.
-    pub fn observe(&mut self, taken: u64, turn_ns: u64, now: Instant) {
-        if taken != self.taken {
-            self.taken = taken;
-            self.progress_at = now;
-        }
-        if self.stalled_at_turn.is_some_and(|t| t != turn_ns) {
-            self.stalled_at_turn = None;
-        }
-    }
-
-    pub fn sent(&mut self, n: usize, now: Instant) {
-        if self.queued() == 0 {
-            self.progress_at = now;
-        }
-        self.sent += n as u64;
-    }
-
-    /// `n` connections were read back out of the worker's queue; `stalled_at`
-    /// is when its loop last turned, if they were taken back for a stall.
-    pub fn took_back(&mut self, n: usize, stalled_at: Option<u64>) {
-        self.taken_back += n as u64;
-        if stalled_at.is_some() {
-            self.stalled_at_turn = stalled_at;
-        }
-    }
-
-    pub fn is_stalled(&self) -> bool {
-        self.stalled_at_turn.is_some()
-    }
-
-    /// Since when the worker has read nothing of a non-empty queue.
-    pub fn waiting_since(&self) -> Option<Instant> {
-        (self.queued() > 0).then_some(self.progress_at)
-    }
-
-    /// When, if nothing moves, its queue counts as stalled.
-    pub fn stall_deadline(&self) -> Option<Instant> {
-        self.waiting_since().map(|t| t + STALL)
-    }
-
-    /// Room for one more, counting `pending` assigned but not yet sent.
-    pub fn has_room(&self, window: usize, pending: usize) -> bool {
-        !self.is_stalled() && self.queued() + (pending as u64) < window as u64
-    }
-}
+use super::acceptor::Queued;
+use super::window::Window;
 
 pub struct Link {
-    pub chan: Channel,
-    pub dec: Decoder,
+    chan: Channel,
+    dec: Decoder,
     /// The primary's end of the hand-off channel: sends connections, and
     /// receives those the worker gives back.
     handoff: OwnedFd,
     /// A copy of the worker's end, kept to take back what it has not read.
     worker_end: OwnedFd,
-    pub page: Page,
-    pub window: Window,
+    page: Page,
+    window: Window,
     /// Connections assigned in this round, sent together by `flush_batch`.
-    pub batch: Vec<(u32, Queued)>,
+    batch: Vec<(u32, Queued)>,
     /// The hand-off socket was full: nothing more until it drains.
-    pub handoff_full: bool,
+    handoff_full: bool,
     /// The tail of a control frame whose head (and fds) already went.
     unsent: Vec<u8>,
     /// Control frames waiting for the socket to drain, each owning its fds.
     outbox: VecDeque<(Vec<u8>, Vec<OwnedFd>)>,
     /// False once the worker is disconnecting: it gets no new connections
     /// or servers, but its channel is still read until it closes.
-    pub routing: bool,
-    pub greeted: bool,
+    routing: bool,
+    greeted: bool,
     /// The worker gave a connection back for want of fds: nothing new until then.
-    pub paused_until: Option<Instant>,
+    paused_until: Option<Instant>,
     /// Its place for sticky keys; a replacement inherits it.
-    pub slot: u32,
+    slot: u32,
     /// Connections taken back from it unread, and given back by it.
-    pub rerouted: u64,
-    pub refused: u64,
-    /// Under `least`: its CPU time, and whether it is busy.
-    pub cpu: Option<CpuClock>,
-    pub busy: Busy,
+    rerouted: u64,
+    refused: u64,
 }
 
 impl Link {
     /// The worker's page and hand-off end go out first, before any reply.
-    pub fn new(chan: Channel, slot: u32, cpu: Option<CpuClock>, now: Instant) -> Result<Link, Error> {
+    pub fn new(chan: Channel, slot: u32, now: Instant) -> Result<Link, Error> {
         let page = Page::create().during("memfd_create")?;
         let (handoff, worker_end) = handoff::pair().during("socketpair")?;
         let mut setup = Vec::new();
@@ -165,11 +77,13 @@ impl Link {
             slot,
             rerouted: 0,
             refused: 0,
-            cpu,
-            busy: Busy::default(),
         };
         link.send_control(setup, fds).during("sendmsg")?;
         Ok(link)
+    }
+
+    pub fn control_fd(&self) -> i32 {
+        self.chan.raw()
     }
 
     pub fn handoff_fd(&self) -> i32 {
@@ -183,6 +97,63 @@ impl Link {
         }
     }
 
+    pub fn window(&self) -> &Window {
+        &self.window
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.page.snapshot()
+    }
+
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    pub fn set_slot(&mut self, slot: u32) {
+        self.slot = slot;
+    }
+
+    pub fn routing(&self) -> bool {
+        self.routing
+    }
+
+    /// Taken back from it unread, and given back by it.
+    pub fn rerouted_refused(&self) -> (u64, u64) {
+        (self.rerouted, self.refused)
+    }
+
+    /// The worker is disconnecting: nothing new for it.
+    pub fn stop_routing(&mut self) {
+        self.routing = false;
+    }
+
+    /// Whether it said hello in this protocol version.
+    pub fn greeted(&self) -> bool {
+        self.greeted
+    }
+
+    pub fn greet(&mut self) {
+        self.greeted = true;
+    }
+
+    /// The hand-off socket has room again.
+    pub fn handoff_drained(&mut self) {
+        self.handoff_full = false;
+    }
+
+    pub fn handoff_full(&self) -> bool {
+        self.handoff_full
+    }
+
+    /// It gave a connection back for want of fds: nothing new for a while.
+    pub fn pause(&mut self, now: Instant) {
+        self.paused_until = Some(now + FD_PAUSE);
+    }
+
+    pub fn paused_until(&self) -> Option<Instant> {
+        self.paused_until
+    }
+
     /// Whether new connections (and sticky keys) may be placed on it at all.
     pub fn placeable(&self) -> bool {
         self.routing && self.greeted && !self.window.is_stalled()
@@ -193,14 +164,6 @@ impl Link {
         self.page.active() + self.window.queued() + self.batch.len() as u64
     }
 
-    /// Under `least`: busy in a long callback (see `busy.rs`).
-    pub fn is_busy(&mut self, now: Instant) -> bool {
-        let cpu = &self.cpu;
-        self.busy.check(self.window.waiting_since(), now, || {
-            cpu.as_ref().and_then(CpuClock::on_cpu_ns)
-        })
-    }
-
     pub fn has_room(&self, window: usize) -> bool {
         self.routing
             && self.greeted
@@ -208,6 +171,11 @@ impl Link {
             && self.paused_until.is_none()
             && !self.wants_write()
             && self.window.has_room(window, self.batch.len())
+    }
+
+    /// Assigns a connection of listener `handle`, sent with this round's batch.
+    pub fn assign(&mut self, handle: u32, q: Queued) {
+        self.batch.push((handle, q));
     }
 
     /// Sends this round's connections; what the socket did not take comes
@@ -247,8 +215,7 @@ impl Link {
     }
 
     /// Reads back every connection still unread in the worker's queue.
-    /// `stalled` marks the worker stalled (or busy, under `least`) until its
-    /// loop turns again.
+    /// `stalled` marks the worker stalled (or busy) until its loop turns again.
     pub fn take_back(&mut self, stalled: bool) -> Result<Vec<(Handoff, OwnedFd)>, Error> {
         let got = drain(self.worker_end.as_fd())?;
         self.rerouted += got.len() as u64;
@@ -262,6 +229,23 @@ impl Link {
         let got = drain(self.handoff.as_fd())?;
         self.refused += got.len() as u64;
         Ok(got)
+    }
+
+    /// Reads the control channel once into `frames`. `Ok(true)` if there may
+    /// be more to read, `Ok(false)` at end of stream or once it is empty;
+    /// `ended` tells which.
+    pub fn read_control(&mut self, frames: &mut Vec<Frame>) -> Result<ControlRead, Error> {
+        let outcome = self.chan.recv(&mut self.dec).during("recvmsg")?;
+        while let Some(frame) = self.dec.next_frame()? {
+            frames.push(frame);
+        }
+        Ok(match outcome {
+            // Workers send no fds, so a short read emptied the socket:
+            // another recvmsg would only say EAGAIN.
+            Read::Data { drained: true } | Read::WouldBlock => ControlRead::Drained,
+            Read::Data { drained: false } => ControlRead::More,
+            Read::Eof => ControlRead::Ended,
+        })
     }
 
     pub fn wants_write(&self) -> bool {
@@ -306,6 +290,12 @@ impl Link {
     }
 }
 
+pub enum ControlRead {
+    More,
+    Drained,
+    Ended,
+}
+
 /// Every connection queued on `end`. A connection whose fd could not be
 /// installed here (the primary is out of fds) is gone; the kernel closed it.
 fn drain(end: std::os::fd::BorrowedFd) -> Result<Vec<(Handoff, OwnedFd)>, Error> {
@@ -316,56 +306,5 @@ fn drain(end: std::os::fd::BorrowedFd) -> Result<Vec<(Handoff, OwnedFd)>, Error>
             Received::Lost(_) => {}
             Received::Empty | Received::Closed => return Ok(got),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_window_counts_what_waits_unread() {
-        let t0 = Instant::now();
-        let mut w = Window::new(t0);
-        assert!(w.has_room(2, 0));
-        w.sent(2, t0);
-        assert_eq!(w.queued(), 2);
-        assert!(!w.has_room(2, 0), "a full window");
-        w.observe(1, 0, t0);
-        assert!(w.has_room(2, 0));
-        assert!(!w.has_room(2, 1), "assigned but unsent counts");
-        w.took_back(1, None);
-        assert_eq!(w.queued(), 0);
-        w.observe(1_000, 0, t0);
-        assert_eq!(w.queued(), 0, "an implausible count never underflows");
-    }
-
-    #[test]
-    fn a_queue_that_does_not_move_is_stalled_until_the_loop_turns() {
-        let t0 = Instant::now();
-        let mut w = Window::new(t0);
-        assert_eq!(w.stall_deadline(), None, "nothing queued, nothing to stall");
-        w.sent(3, t0);
-        assert_eq!(w.stall_deadline(), Some(t0 + STALL));
-        let t1 = t0 + STALL / 2;
-        w.observe(1, 7, t1);
-        assert_eq!(w.stall_deadline(), Some(t1 + STALL), "progress moves the deadline");
-        w.took_back(2, Some(7));
-        assert!(w.is_stalled());
-        assert!(!w.has_room(8, 0));
-        w.observe(1, 7, t1 + STALL);
-        assert!(w.is_stalled(), "the loop has not turned");
-        w.observe(1, 8, t1 + STALL);
-        assert!(!w.is_stalled());
-        assert!(w.has_room(8, 0));
-    }
-
-    #[test]
-    fn sending_to_an_idle_worker_starts_its_clock() {
-        let t0 = Instant::now();
-        let mut w = Window::new(t0);
-        let later = t0 + Duration::from_secs(5);
-        w.sent(1, later);
-        assert_eq!(w.stall_deadline(), Some(later + STALL));
     }
 }

@@ -1,16 +1,29 @@
 //! The primary side of rs-cluster: a reactor thread that owns every worker's
 //! control channel and every server handle. The JS thread talks to it only
 //! through `Primary`'s methods; per-connection work never reaches JS.
+//!
+//! One connection, accept to worker: `reactor.rs` polls the listener,
+//! `dispatch.rs` accepts it (`acceptor.rs`) and asks the listener's policy
+//! (`policy/`) for a worker, `link.rs` sends it on that worker's hand-off
+//! channel; the worker's side is `crate::worker` and the binding's
+//! `worker_channel.rs`. What a worker leaves unread, `rescue.rs` takes back.
 
+mod acceptor;
 mod busy;
+mod dispatch;
 mod handles;
 mod link;
+mod peek;
+pub mod policy;
+mod query;
 mod reactor;
-mod round_robin;
-mod schedule;
+mod rescue;
 mod shared;
+mod snapshot;
 pub mod stats;
 pub mod sticky;
+mod window;
+mod workers;
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -18,19 +31,10 @@ use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-pub use handles::Policy;
+pub use crate::tuning::{DEFAULT_WINDOW, MAX_WINDOW};
+pub use policy::{Policy, PolicyInfo, POLICIES};
 
 use crate::error::Error;
-
-/// How many connections may wait unread in a worker's hand-off queue. Node
-/// hands over one at a time, which costs a round trip per connection. The
-/// primary rests between rounds under load (`reactor.rs`), so the window must
-/// hold a round's worth of connections per worker; a stalled worker does not
-/// keep them, as the primary takes back whatever it has not read.
-pub const DEFAULT_WINDOW: usize = 32;
-
-/// The largest window: well within what a hand-off socket's send buffer holds.
-pub const MAX_WINDOW: usize = 64;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -64,6 +68,10 @@ pub enum Command {
     /// A snapshot of the counters, sent back on `reply`.
     Stats {
         reply: std::sync::mpsc::SyncSender<stats::Stats>,
+    },
+    /// Each worker's event-loop lag (ns) by id, sent back on `reply`.
+    Lags {
+        reply: std::sync::mpsc::SyncSender<Vec<(u32, u64)>>,
     },
     Shutdown,
 }

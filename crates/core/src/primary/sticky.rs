@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::tuning::MAX_HEAD;
+
 /// `RS_CLUSTER_STICKY_KEY` / `setupPrimary({ sticky })` / `--sticky-key`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeySpec {
@@ -69,9 +71,6 @@ impl KeySpec {
         matches!(self, KeySpec::Cookie(_) | KeySpec::Query(_))
     }
 }
-
-/// How much of a request head is looked at, at most.
-pub const MAX_HEAD: usize = 8192;
 
 /// What a peek found.
 #[derive(Debug, PartialEq, Eq)]

@@ -612,14 +612,14 @@ fn a_replacement_inherits_its_predecessors_sticky_keys() {
 fn silent_clients_past_the_limit_are_keyed_by_address_and_never_stop_accepting() {
     let spec = crate::primary::sticky::KeySpec::parse("header:x-session").unwrap();
     let (_p, ws, port) = workers_with(Policy::Sticky(spec), 2);
-    let silent_n = super::reactor::MAX_PEEKING + 40;
+    let silent_n = crate::tuning::MAX_PEEKING + 40;
     let _silent: Vec<TcpStream> = (0..silent_n)
         .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
         .collect();
     let t0 = Instant::now();
     let _talk: Vec<_> = (0..4).map(|s| request_with(port, &format!("t{s}"))).collect();
     let (mut keyed, mut evicted) = (0, 0);
-    let early = silent_n - super::reactor::MAX_PEEKING;
+    let early = silent_n - crate::tuning::MAX_PEEKING;
     // Well before PEEK_WAIT (1 s): nothing here waits for a silent client's time-out.
     let deadline = t0 + Duration::from_millis(700);
     while keyed < 4 || evicted < early {

@@ -1,11 +1,16 @@
-//! A handle the primary accepts on (round-robin, least-connections or
-//! sticky): every accepted connection goes to one worker over its hand-off
-//! channel. This file holds the listener and what waits in the primary.
+//! A listener the primary accepts on (every policy but SCHED_NONE): each
+//! accepted connection goes to the worker its policy chooses, over that
+//! worker's hand-off channel. This file holds the listening socket, its
+//! policy, and what waits in the primary.
 
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::Instant;
+
+use super::peek::Peeking;
+use super::policy::{Candidate, Choice, Schedule};
+use crate::tuning::{FD_PAUSE, MAX_WAITING};
 
 /// A connection waiting in the primary: not yet sent, or given back.
 pub struct Queued {
@@ -19,18 +24,31 @@ pub struct Queued {
     /// Its sticky key's hash (the client's address until a peek finds better).
     pub key: u64,
     /// A session key's client address, which a new session follows
-    /// (`schedule::Sticky::place`); not kept once the key is placed.
+    /// (`policy/sticky.rs`); not kept once the key is placed.
     pub follows: Option<u64>,
 }
 
-/// A connection whose sticky key is read from its first request, in place.
-pub struct Peek {
-    pub q: Queued,
-    /// Past this, its address is its key.
-    pub deadline: Instant,
-    /// Some of the head is there, not all: looked at again shortly rather
-    /// than polled (its unread bytes keep it readable).
-    pub partial: bool,
+#[cfg(test)]
+impl Queued {
+    pub fn for_test(key: u64) -> Queued {
+        Queued {
+            fd: std::fs::File::open("/dev/null").unwrap().into(),
+            seq: 0,
+            refused_by: Vec::new(),
+            accepted_ns: 0,
+            key,
+            follows: None,
+        }
+    }
+}
+
+/// What became of a queued connection offered to the workers.
+pub enum Placing {
+    Done,
+    /// Its own worker has no room: it waits, keeping its place.
+    Wait(Queued),
+    /// Nobody can take it now: it and those behind it stay queued.
+    Stop(Queued),
 }
 
 pub enum Accepted {
@@ -43,53 +61,131 @@ pub enum Accepted {
     OutOfFds,
 }
 
-pub struct RoundRobin {
-    pub listener: OwnedFd,
-    pub queue: VecDeque<Queued>,
+pub struct Acceptor {
+    listener: OwnedFd,
+    /// Accepted or given back, waiting for a worker with room.
+    queue: VecDeque<Queued>,
     /// Accepting is paused until then after EMFILE/ENFILE.
-    pub paused_until: Option<Instant>,
+    paused_until: Option<Instant>,
     /// Connections accepted so far.
-    pub accepted: u64,
-    pub next: usize,
-    /// Where sticky keys go (sticky policy only).
-    pub sticky: super::schedule::Sticky,
-    /// Connections waiting for their first request's head (sticky by header,
-    /// cookie or query).
-    pub peeking: Vec<Peek>,
+    accepted: u64,
+    policy: Box<dyn Schedule>,
+    /// Connections waiting for their first request's head (a sticky key in it).
+    peeking: Peeking,
 }
 
-impl RoundRobin {
+impl Acceptor {
     /// Takes a bound, listening, non-blocking socket.
-    pub fn new(listener: OwnedFd) -> RoundRobin {
-        RoundRobin {
+    pub fn new(listener: OwnedFd, policy: Box<dyn Schedule>) -> Acceptor {
+        Acceptor {
             listener,
             queue: VecDeque::new(),
             paused_until: None,
             accepted: 0,
-            next: 0,
-            sticky: Default::default(),
-            peeking: Vec::new(),
+            policy,
+            peeking: Peeking::default(),
         }
     }
 
-    /// The next worker in rotation that `eligible` accepts. Rotation is strict
-    /// so shares stay even; a worker that is skipped (window full) keeps its
-    /// place and is first in line once it has room.
-    pub fn pick(&mut self, workers: &[u32], mut eligible: impl FnMut(u32) -> bool) -> Option<u32> {
-        let n = workers.len();
-        for i in 0..n {
-            let idx = (self.next + i) % n;
-            let w = workers[idx];
-            if eligible(w) {
-                self.next = (idx + 1) % n;
-                return Some(w);
+    /// The worker for `q` among `cands` (see `Schedule::choose`).
+    pub fn choose(&mut self, q: &Queued, cands: &[Candidate]) -> Choice {
+        self.policy.choose(q, cands)
+    }
+
+    /// Accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted
+    }
+
+    /// Waiting in the primary: for a worker's room, or a request head.
+    pub fn waiting(&self) -> usize {
+        self.queue.len() + self.peeking.len()
+    }
+
+    /// Sticky keys its policy remembers.
+    pub fn keys(&self) -> usize {
+        self.policy.keys()
+    }
+
+    pub fn has_queue(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    pub fn push(&mut self, q: Queued) {
+        self.queue.push_back(q);
+    }
+
+    /// Hands each queued connection to `place`, in order, until it returns
+    /// one (nobody can take it now), which keeps its place at the front.
+    /// `place` may also keep one aside (waiting for its own worker): those
+    /// go back to the front afterwards, in order.
+    pub fn drain_queue(&mut self, mut place: impl FnMut(&mut dyn Schedule, Queued) -> Placing) {
+        let mut waiting = VecDeque::new();
+        while let Some(q) = self.queue.pop_front() {
+            match place(self.policy.as_mut(), q) {
+                Placing::Done => {}
+                Placing::Wait(q) => waiting.push_back(q),
+                Placing::Stop(q) => {
+                    self.queue.push_front(q);
+                    break;
+                }
             }
         }
-        None
+        while let Some(q) = waiting.pop_back() {
+            self.queue.push_front(q);
+        }
     }
 
-    /// Accepts one connection; `want_addr`: also hash the client's address.
-    pub fn accept(&mut self, want_addr: bool) -> io::Result<Accepted> {
+    /// Whether accepting is allowed now (not paused after running out of fds).
+    pub fn may_accept(&mut self, now: Instant) -> bool {
+        if self.paused_until.is_some_and(|t| t > now) {
+            return false;
+        }
+        self.paused_until = None;
+        true
+    }
+
+    /// Whether it may hold more: past `MAX_WAITING` the kernel's backlog
+    /// holds the rest.
+    pub fn has_space(&self) -> bool {
+        self.queue.len() < MAX_WAITING
+    }
+
+    /// Out of fds, or the listener failed: stop a moment rather than spin.
+    pub fn pause(&mut self, now: Instant) {
+        self.paused_until = Some(now + FD_PAUSE);
+    }
+
+    /// Until when accepting is paused, if it is.
+    pub fn paused_until(&self, now: Instant) -> Option<Instant> {
+        self.paused_until.filter(|&t| t > now)
+    }
+
+    pub fn peeking(&self) -> &Peeking {
+        &self.peeking
+    }
+
+    /// A connection just accepted: keyed at once if its policy looks for
+    /// nothing in its head or the head is there; else it waits for its
+    /// head, and None is returned.
+    pub fn key_by_head(&mut self, q: Queued, buf: &mut [u8], now: Instant) -> Option<Queued> {
+        match self.policy.head_key() {
+            None => Some(q),
+            Some(spec) => self.peeking.start(spec, q, buf, now, &mut self.queue),
+        }
+    }
+
+    /// Connections waiting for their head that can be keyed now join the
+    /// queue (`readable`: sorted fds that polled readable).
+    pub fn settle_peeks(&mut self, readable: &[i32], buf: &mut [u8], now: Instant) {
+        if let Some(spec) = self.policy.head_key() {
+            self.peeking.settle(spec, readable, buf, now, &mut self.queue);
+        }
+    }
+
+    /// Accepts one connection, with its address's hash if the policy wants it.
+    pub fn accept(&mut self) -> io::Result<Accepted> {
+        let want_addr = self.policy.wants_address();
         // SAFETY: sockaddr_storage is plain data; all-zero is valid.
         let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         loop {
@@ -175,28 +271,17 @@ fn accept_cloexec(fd: i32, addr: AddrOut) -> io::Result<OwnedFd> {
 mod tests {
     use super::*;
 
-    fn rr() -> RoundRobin {
+    fn acceptor() -> Acceptor {
         let fd = crate::sockets::bind_tcp(Some("127.0.0.1"), 0, 0).unwrap();
-        RoundRobin::new(fd)
-    }
-
-    #[test]
-    fn rotation_is_strict_and_skips_full_workers() {
-        let mut r = rr();
-        let ws = [1, 2, 3];
-        let picks: Vec<_> = (0..6).map(|_| r.pick(&ws, |_| true).unwrap()).collect();
-        assert_eq!(picks, vec![1, 2, 3, 1, 2, 3]);
-        assert_eq!(r.pick(&ws, |w| w != 1), Some(2));
-        assert_eq!(r.pick(&ws, |w| w == 1), Some(1));
-        assert_eq!(r.pick(&ws, |_| false), None);
-        assert_eq!(r.pick(&[], |_| true), None);
+        let policy = super::super::policy::Policy::RoundRobin.build().unwrap();
+        Acceptor::new(fd, policy)
     }
 
     #[test]
     fn accept_on_an_idle_listener_is_drained() {
-        let mut r = rr();
+        let mut r = acceptor();
         crate::sockets::start_listening(r.listener.as_fd(), 0).unwrap();
         crate::sockets::prepare_accept(&r.listener).unwrap();
-        assert!(matches!(r.accept(false).unwrap(), Accepted::Drained));
+        assert!(matches!(r.accept().unwrap(), Accepted::Drained));
     }
 }

@@ -1,47 +1,53 @@
-//! Which worker gets a connection, beyond strict rotation: the fewest live
-//! connections (`least`), or a client's own worker (`sticky`). Pure logic;
-//! the reactor gives it the workers that can take a connection now, each
-//! with its load (live connections plus those sent and not yet read).
+//! SCHED_STICKY: a client's connections to one worker, by a key (`KeySpec`:
+//! its address, or a header, cookie or query parameter of its first request,
+//! which `peek.rs` finds). A new key goes to a worker by rendezvous hashing
+//! under a load bound, and stays there while that worker's slot serves.
 
 use std::collections::{HashMap, VecDeque};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Candidate {
-    pub id: u32,
-    /// The worker's place for sticky keys: a replacement inherits it.
-    pub slot: u32,
-    pub load: u64,
-    /// It can take one now (else a sticky key waits for it).
-    pub has_room: bool,
+use super::{Candidate, Choice, Queued, Schedule};
+use crate::primary::sticky::{mix, KeySpec};
+use crate::tuning::{BALANCE_FACTOR, MAX_KEYS};
+
+#[derive(Debug)]
+pub struct Sticky {
+    spec: KeySpec,
+    table: Table,
 }
 
-/// The least loaded worker with room; ties go to the first after `next` in
-/// rotation, so equal workers still take turns.
-pub fn least(cands: &[Candidate], next: &mut usize) -> Option<u32> {
-    let n = cands.len();
-    let mut best: Option<usize> = None;
-    for i in 0..n {
-        let idx = (*next + i) % n;
-        let c = &cands[idx];
-        if c.has_room && best.is_none_or(|b| c.load < cands[b].load) {
-            best = Some(idx);
+impl Sticky {
+    pub fn new(spec: KeySpec) -> Sticky {
+        Sticky {
+            spec,
+            table: Table::default(),
         }
     }
-    let idx = best?;
-    *next = (idx + 1) % n;
-    Some(cands[idx].id)
 }
 
-/// No worker holds more than this factor times the average load when a new
-/// key is placed (consistent hashing with bounded loads).
-pub const BALANCE_FACTOR: f64 = 1.25;
+impl Schedule for Sticky {
+    fn choose(&mut self, q: &Queued, cands: &[Candidate]) -> Choice {
+        match self.table.place(q.key, q.follows, cands) {
+            Placed::Worker(w) => Choice::Worker(w),
+            Placed::Wait => Choice::Wait,
+            Placed::None => Choice::Nobody,
+        }
+    }
 
-/// Keys remembered at most (the oldest unused go first): far more clients
-/// than a cluster has connections at once.
-pub const MAX_KEYS: usize = 100_000;
+    fn wants_address(&self) -> bool {
+        true
+    }
+
+    fn head_key(&self) -> Option<&KeySpec> {
+        self.spec.needs_head().then_some(&self.spec)
+    }
+
+    fn keys(&self) -> usize {
+        self.table.affinity.len()
+    }
+}
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Placed {
+enum Placed {
     Worker(u32),
     /// The key's worker lives but has no room now: keep the connection
     /// queued for it rather than break stickiness.
@@ -54,23 +60,23 @@ pub enum Placed {
 /// (rendezvous hashing: adding a worker moves only the keys it now ranks
 /// first, removing one moves only its own) among those under the load bound.
 #[derive(Debug, Default)]
-pub struct Sticky {
+struct Table {
     affinity: HashMap<u64, u32>,
     /// Keys in order of first placement, for eviction past MAX_KEYS.
     order: VecDeque<u64>,
 }
 
 fn rank(key: u64, slot: u32) -> u64 {
-    super::sticky::mix(key ^ (slot as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    mix(key ^ (slot as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
-impl Sticky {
+impl Table {
     /// `cands` are the workers that serve this listener and may get new
     /// connections (a stalled or draining one is not among them). A key not
     /// seen before that `follows` another (a session id, and the client
     /// address its first requests came from) goes where that one goes: the
     /// worker that handed out the session is the one its client reached.
-    pub fn place(&mut self, key: u64, follows: Option<u64>, cands: &[Candidate]) -> Placed {
+    fn place(&mut self, key: u64, follows: Option<u64>, cands: &[Candidate]) -> Placed {
         if let Some(&slot) = self.affinity.get(&key) {
             if let Some(c) = cands.iter().find(|c| c.slot == slot) {
                 return if c.has_room { Placed::Worker(c.id) } else { Placed::Wait };
@@ -108,11 +114,6 @@ impl Sticky {
             }
         }
     }
-
-    /// How many keys it remembers.
-    pub fn keys(&self) -> usize {
-        self.affinity.len()
-    }
 }
 
 /// Rendezvous choice under the load bound: every worker ranks the key, and
@@ -130,41 +131,12 @@ fn pick(key: u64, cands: &[Candidate]) -> Option<Candidate> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::workers;
     use super::*;
-
-    fn workers(n: u32) -> Vec<Candidate> {
-        (0..n)
-            .map(|i| Candidate {
-                id: 100 + i,
-                slot: i,
-                load: 0,
-                has_room: true,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn least_picks_the_lightest_and_rotates_ties() {
-        let mut c = workers(3);
-        c[0].load = 5;
-        c[1].load = 2;
-        c[2].load = 2;
-        let mut next = 0;
-        assert_eq!(least(&c, &mut next), Some(101));
-        assert_eq!(least(&c, &mut next), Some(102), "a tie goes to the next in rotation");
-        assert_eq!(least(&c, &mut next), Some(101));
-        c[1].has_room = false;
-        c[2].has_room = false;
-        assert_eq!(least(&c, &mut next), Some(100), "only workers with room");
-        c[0].has_room = false;
-        assert_eq!(least(&c, &mut next), None);
-    }
 
     /// Where 10,000 fresh keys land, no load counted.
     fn placement(cands: &[Candidate]) -> Vec<u32> {
-        (0..10_000u64)
-            .map(|k| pick(super::super::sticky::mix(k), cands).unwrap().slot)
-            .collect()
+        (0..10_000u64).map(|k| pick(mix(k), cands).unwrap().slot).collect()
     }
 
     #[test]
@@ -207,7 +179,7 @@ mod tests {
 
     #[test]
     fn a_known_key_stays_and_a_full_worker_makes_it_wait() {
-        let mut s = Sticky::default();
+        let mut s = Table::default();
         let mut c = workers(4);
         let Placed::Worker(first) = s.place(42, None, &c) else {
             panic!()
@@ -231,10 +203,10 @@ mod tests {
 
     #[test]
     fn new_keys_respect_the_load_bound() {
-        let mut s = Sticky::default();
+        let mut s = Table::default();
         let mut c = workers(4);
         for k in 0..4_000u64 {
-            if let Placed::Worker(id) = s.place(super::super::sticky::mix(k), None, &c) {
+            if let Placed::Worker(id) = s.place(mix(k), None, &c) {
                 c.iter_mut().filter(|w| w.id == id).for_each(|w| w.load += 1);
             }
         }
@@ -242,12 +214,12 @@ mod tests {
         for w in &c {
             assert!((w.load as f64) <= avg * BALANCE_FACTOR + 1.0, "{w:?}");
         }
-        assert_eq!(s.keys(), 4_000);
+        assert_eq!(s.affinity.len(), 4_000);
     }
 
     #[test]
     fn a_new_session_key_goes_where_its_clients_first_requests_went() {
-        let mut s = Sticky::default();
+        let mut s = Table::default();
         let c = workers(8);
         let address = 7;
         let Placed::Worker(first) = s.place(address, None, &c) else {
@@ -262,11 +234,11 @@ mod tests {
 
     #[test]
     fn old_keys_are_forgotten_past_the_limit() {
-        let mut s = Sticky::default();
+        let mut s = Table::default();
         let c = workers(2);
         for k in 0..(MAX_KEYS as u64 + 10) {
             s.place(k, None, &c);
         }
-        assert_eq!(s.keys(), MAX_KEYS);
+        assert_eq!(s.affinity.len(), MAX_KEYS);
     }
 }
