@@ -102,7 +102,7 @@ declare namespace cluster {
         /** `host:port`, or the unix socket's path. */
         address: string;
         /** The listener's scheduling policy: "none" where the workers accept (SCHED_NONE, and UDP). */
-        policy: "none" | "rr" | "least" | "sticky";
+        policy: "none" | "rr" | "least" | "sticky" | "random";
         workers: number[];
         /** Accepted by the primary (null where the workers accept). */
         accepted: number | null;
@@ -121,7 +121,7 @@ declare namespace cluster {
         time: number;
         primary: { pid: number; uptime: number; rss: number; cpu: number };
         /** The scheduling policy in use, and the sticky key with policy 'sticky'. */
-        routing: { policy: "none" | "rr" | "least" | "sticky"; sticky: string | null };
+        routing: { policy: "none" | "rr" | "least" | "sticky" | "random"; sticky: string | null };
         /** Every worker whose process has not exited. */
         workers: WorkerStats[];
         listeners: ListenerStats[];
@@ -176,6 +176,8 @@ declare module "cluster" {
         readonly SCHED_LEAST: number;
         /** A client's connections to one worker, by `settings.sticky` (NODE_CLUSTER_SCHED_POLICY=sticky). */
         readonly SCHED_STICKY: number;
+        /** The less loaded of two workers drawn at random (NODE_CLUSTER_SCHED_POLICY=random). */
+        readonly SCHED_RANDOM: number;
         /**
          * Rolling replacement of every worker, one at a time: its successor is forked and becomes ready,
          * then the old one stops getting connections, drains and exits. Rejects with

@@ -106,7 +106,32 @@ test('sticky by header (environment, unchanged app): each session stays on one w
   assert.strictEqual(new Set(await sequential(port, 6)).size, 1);
 });
 
-test('the rs-cluster command: --policy sticky --sticky-key query:sid and --policy least serve', { timeout: 40000 }, async (t) => {
+test('random (environment): two workers drawn, the lighter one gets the connection; stats name the policy', { timeout: 30000 }, async (t) => {
+  const c = routingApp({ NODE_CLUSTER_SCHED_POLICY: 'random' });
+  t.after(() => c.stop());
+  const port = await ready(c, 2);
+  const primary = c.events.find((e) => e.event === 'primary');
+  assert.strictEqual(primary.policy, 103);
+  assert.deepStrictEqual(primary.routing, { policy: 'random', sticky: null });
+  assert.match(primary.info, /policy="random"/);
+  // With two workers both are always drawn: each new connection goes to the
+  // one with fewer live connections, as under least.
+  const held = [];
+  for (let i = 0; i < 6; i++) held.push(await hold(port));
+  const byPid = {};
+  for (const h of held) (byPid[h.pid] ||= []).push(h);
+  assert.deepStrictEqual(Object.values(byPid).map((v) => v.length).sort(), [3, 3], JSON.stringify(Object.keys(byPid)));
+  const [light] = Object.keys(byPid);
+  for (const h of byPid[light]) h.close();
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepStrictEqual(await sequential(port, 4), Array(4).fill(light), 'short requests go to the idle worker');
+  for (const h of held) h.close();
+  process.kill(c.child.pid, 'SIGUSR2');
+  const report = await c.waitFor('rerouted');
+  assert.deepStrictEqual(report.listeners, ['random']);
+});
+
+test('the rs-cluster command: --policy sticky --sticky-key query:sid, --policy least and --policy random serve', { timeout: 40000 }, async (t) => {
   const sticky = command(['-w', '3', '--policy', 'sticky', '--sticky-key', 'query:sid', 'supervisor-app.js']);
   t.after(() => sticky.stop());
   await sticky.waitFor((ev) => ev.event === 'listening' && sticky.events.filter((e) => e.event === 'listening').length >= 3);
@@ -120,6 +145,11 @@ test('the rs-cluster command: --policy sticky --sticky-key query:sid and --polic
   await least.waitFor((ev) => ev.event === 'listening' && least.events.filter((e) => e.event === 'listening').length >= 2);
   const lport = least.events.find((e) => e.event === 'listening').port;
   assert.strictEqual(new Set(await sequential(lport, 8)).size, 2, 'idle workers take turns');
+  const random = command(['-w', '2', '--policy', 'random', 'supervisor-app.js']);
+  t.after(() => random.stop());
+  await random.waitFor((ev) => ev.event === 'listening' && random.events.filter((e) => e.event === 'listening').length >= 2);
+  const rport = random.events.find((e) => e.event === 'listening').port;
+  assert.strictEqual((await sequential(rport, 4)).length, 4, 'random serves');
 });
 
 test('a bad sticky key is an ERR_INVALID_ARG_VALUE at setup; nothing is forked', { timeout: 20000 }, async () => {

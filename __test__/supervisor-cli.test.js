@@ -51,7 +51,7 @@ test('bad command lines exit 2 with a one-line reason and the usage line, forkin
     [['--drain-timeout', '-5', 'supervisor-hello.js'], /--drain-timeout must be .* Received '-5'/],
     [['--hang-timeout=-1', 'supervisor-hello.js'], /--hang-timeout must be .* Received '-1'/],
     [['--max-memory', 'lots', 'supervisor-hello.js'], /--max-memory must be .* Received 'lots'/],
-    [['--policy', 'fastest', 'supervisor-hello.js'], /--policy must be none, rr, least or sticky/],
+    [['--policy', 'fastest', 'supervisor-hello.js'], /--policy must be none, rr, least, sticky or random/],
     [['--policy', 'sticky', '--sticky-key', 'nose', 'supervisor-hello.js'], /--sticky-key must be 'ip', 'header:NAME'/],
     [['--policy', 'sticky', '--sticky-key', 'header:', 'supervisor-hello.js'], /--sticky-key must be 'ip', 'header:NAME'/],
     [['--sticky-key', 'ip', 'supervisor-hello.js'], /--sticky-key needs --policy sticky/],

@@ -150,6 +150,7 @@ const BUSY_CASES = [
   { name: 'rs rr', impl: 'rs', policy: 'rr' },
   { name: 'rs least', impl: 'rs', policy: 'least' },
   { name: 'node none', impl: 'node', policy: 'none' },
+  { name: 'rs random', impl: 'rs', policy: 'random' },
 ];
 const FAST = '/work?ms=0.1';
 const SLOW = '/work?ms=20';
@@ -158,7 +159,7 @@ async function busyRun(opts, c) {
   const app = await startApp({ script: APP, impl: c.impl, env: { NODE_CLUSTER_SCHED_POLICY: c.policy }, workers: 2 });
   try {
     const primary = await app.waitFor((e) => e.ev === 'primary', 5000, 'primary');
-    const want = { rr: 2, none: 1, least: 101 }[c.policy];
+    const want = { rr: 2, none: 1, least: 101, random: 103 }[c.policy];
     if (primary.impl !== c.impl || primary.policy !== want) throw new Error(`asked for ${c.impl}/${c.policy}, runs ${primary.impl}/${primary.policy}`);
     const base = { port: app.port, connections: 32, keepAlive: false, mix: [[FAST, 95], [SLOW, 5]], overMs: 10, slowMs: 1500, graceS: 15 };
     await loaders.nodeLoader.run({ ...base, duration: 1 });
@@ -186,6 +187,7 @@ const WS_CASES = [
   { name: 'rs rr', policy: 'rr' },
   { name: 'rs least', policy: 'least' },
   { name: 'rs least, closes during bursts', policy: 'least', overlap: true },
+  { name: 'rs random', policy: 'random' },
 ];
 const WS_WORKERS = 4;
 
@@ -434,10 +436,11 @@ async function main() {
     const rps = ratio(res[1], res[0], 'rps');
     const none = ratio(res[2], res[0], 'fastP99');
     const noneRps = ratio(res[2], res[0], 'rps');
+    const random = ratio(res[3], res[0], 'fastP99');
     tables.push([`busy workers (2 workers, 32 clients, a connection per request, 95% ${FAST} / 5% ${SLOW}, ${opts.busyDuration} s)`,
       '| policy | req/s | fast p50 ms | fast p99 ms | slow p99 ms | fast > 10 ms, % | errors | server / client cores |', '| --- | --- | --- | --- | --- | --- | --- | --- |', ...rows,
-      `least / rr: fast p99 ${fr(p99)}, req/s ${fr(rps)}; node:cluster SCHED_NONE / rs rr: fast p99 ${fr(none)}, req/s ${fr(noneRps)}`].join('\n'));
-    result.scenarios.busyRatios = { leastP99: p99, leastRps: rps, noneP99: none, noneRps };
+      `least / rr: fast p99 ${fr(p99)}, req/s ${fr(rps)}; random / rr: fast p99 ${fr(random)}; node:cluster SCHED_NONE / rs rr: fast p99 ${fr(none)}, req/s ${fr(noneRps)}`].join('\n'));
+    result.scenarios.busyRatios = { leastP99: p99, leastRps: rps, randomP99: random, noneP99: none, noneRps };
     target('busy: fast p99, least ≤ 0.75× rr', p99.median != null ? p99.median <= 0.75 : null, fr(p99));
     target('busy: req/s, least ≥ 0.95× rr', rps.median != null ? rps.median >= 0.95 : null, fr(rps));
     const errs = ok[1].length === res[1].length ? Math.max(...ok[1].map((r) => r.errors)) : null;

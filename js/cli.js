@@ -50,7 +50,8 @@ const HELP = `rs-cluster [options] <script> [script args...]   run an unchanged 
   -w, --workers <n|max>   workers (default: max = the CPUs this process may use, cgroup quota included)
   --policy <${POLICIES.join('|')}>
                           scheduling: round-robin in the primary (default), the kernel's shared socket,
-                          the worker with the fewest live connections, or a client's own worker
+                          the worker with the fewest live connections, a client's own worker, or the
+                          less loaded of two workers drawn at random
   --sticky-key <key>      ip|header:NAME|cookie:NAME|query:NAME, with --policy sticky (default ip)
   --drain-timeout <ms>    graceful stop and reload: how long a worker may finish (default 30000)
   --hang-timeout <ms>     replace a worker whose event loop is stuck this long (default 0 = off)

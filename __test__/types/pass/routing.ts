@@ -3,6 +3,7 @@ import cluster = require('rs-cluster');
 
 cluster.schedulingPolicy = cluster.SCHED_LEAST;
 cluster.schedulingPolicy = cluster.SCHED_STICKY;
+cluster.schedulingPolicy = cluster.SCHED_RANDOM;
 cluster.setupPrimary({ sticky: 'ip' });
 cluster.setupPrimary({ sticky: 'header:x-forwarded-for' });
 cluster.setupPrimary({ sticky: 'query:sid' });

@@ -6,6 +6,7 @@
 //! `Policy`.
 
 mod least;
+mod random;
 mod rr;
 mod sticky;
 
@@ -67,6 +68,8 @@ pub enum Policy {
     Least,
     /// SCHED_STICKY: a client's connections to one worker, by `KeySpec`.
     Sticky(KeySpec),
+    /// SCHED_RANDOM: the less loaded of two workers drawn at random.
+    Random,
 }
 
 /// A policy's numbers and names, for JavaScript and the stats.
@@ -102,11 +105,12 @@ const fn info(
     }
 }
 
-pub const POLICIES: [PolicyInfo; 4] = [
+pub const POLICIES: [PolicyInfo; 5] = [
     info("none", 1, "SCHED_NONE", false, false),
     info("rr", 2, "SCHED_RR", true, false),
     info("least", 101, "SCHED_LEAST", true, true),
     info("sticky", 102, "SCHED_STICKY", true, false),
+    info("random", 103, "SCHED_RANDOM", true, true),
 ];
 
 impl Policy {
@@ -117,6 +121,7 @@ impl Policy {
             "rr" => Policy::RoundRobin,
             "least" => Policy::Least,
             "sticky" => Policy::Sticky(sticky),
+            "random" => Policy::Random,
             _ => return None,
         })
     }
@@ -127,6 +132,7 @@ impl Policy {
             Policy::RoundRobin => "rr",
             Policy::Least => "least",
             Policy::Sticky(_) => "sticky",
+            Policy::Random => "random",
         };
         POLICIES
             .iter()
@@ -141,6 +147,7 @@ impl Policy {
             Policy::RoundRobin => Box::new(rr::RoundRobin::default()),
             Policy::Least => Box::new(least::Least::default()),
             Policy::Sticky(spec) => Box::new(sticky::Sticky::new(spec.clone())),
+            Policy::Random => Box::new(random::Random::new()),
         })
     }
 }
@@ -190,6 +197,7 @@ mod tests {
             Policy::RoundRobin,
             Policy::Least,
             Policy::Sticky(KeySpec::Ip),
+            Policy::Random,
         ] {
             let info = p.info();
             assert_eq!(Policy::from_sched(info.sched, KeySpec::Ip), Some(p.clone()));
