@@ -45,15 +45,16 @@ const NO_REACTOR = {
   handoffBoundsNs: [],
 };
 
+/** @returns {import('../binding').ReactorStats} */
 function readReactor(reactor) {
   if (reactor === null) return NO_REACTOR;
-  const json = reactor.stats();
-  if (json === null) {
+  const raw = reactor.stats();
+  if (raw === null) {
     const err = new Error('rs-cluster: the primary\'s reactor did not answer for stats within 1 s');
     err.code = 'ETIMEDOUT';
     throw err;
   }
-  return JSON.parse(json);
+  return raw;
 }
 
 // The value below which a fraction `q` of the observations fall, assuming

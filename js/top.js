@@ -8,6 +8,7 @@
 const http = require('node:http');
 const { parseAddress } = require('./settings');
 const { quantile } = require('./stats');
+const { formatAddress } = require('./address');
 
 const USAGE = 'usage: rs-cluster top <[host:]port>   live view of a cluster\'s metrics endpoint (q quits)';
 const REFRESH_MS = 1000;
@@ -178,7 +179,7 @@ async function main(argv) {
     process.stderr.write(`rs-cluster top: ${argv.length === 1 ? `not a [host:]port: '${argv[0]}'` : 'one [host:]port expected'}\n${USAGE}\n`);
     return 2;
   }
-  const target = `${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
+  const target = formatAddress({ address: address.host, port: address.port });
   let stats;
   try {
     stats = await fetchStats(address);
