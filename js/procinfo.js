@@ -8,6 +8,7 @@
 const fs = require('node:fs');
 const { execFile, execFileSync } = require('node:child_process');
 
+/** @type {import('node:child_process').ExecFileSyncOptionsWithStringEncoding} */
 const QUIET = { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] };
 
 // Clock ticks per second and the page size, asked of getconf once: USER_HZ

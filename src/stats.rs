@@ -34,6 +34,8 @@ pub struct ReactorListener {
     pub id: u32,
     /// `host:port`, `[v6]:port`, or the unix socket's path.
     pub address: String,
+    /// Its values are index.d.ts's `ListenerStats.policy`.
+    #[napi(ts_type = "'rr' | 'shared'")]
     pub policy: String,
     pub workers: Vec<u32>,
     /// Accepted by the primary (when it accepts).
