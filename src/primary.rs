@@ -206,8 +206,10 @@ impl PrimaryReactor {
         Ok(self.snapshot(&env)?.as_ref().map(ReactorStats::from))
     }
 
-    /// Each worker's event-loop lag (for the hang watch), without the rest
-    /// of the snapshot; null if the reactor does not answer within a second.
+    /// Each worker's event-loop lag, for the hang watch (up to every 50 ms):
+    /// only the lags reach JS, no snapshot is built there. Null if the
+    /// reactor does not answer within a second. Read from the reactor's
+    /// stats reply for now.
     #[napi(catch_unwind)]
     pub fn lags(&self, env: Env) -> Result<Option<Vec<WorkerLag>>> {
         Ok(self.snapshot(&env)?.as_ref().map(stats::lags))
