@@ -54,6 +54,10 @@ declare namespace cluster {
         rss?: number;
     }
 
+    // The stats types below are the schema of cluster.stats(): js/stats.js,
+    // js/prometheus.js and js/top.js are type-checked against them, and
+    // __test__/metrics-schema.test.js holds a real snapshot to them key for key.
+
     /** A hand-off latency histogram (accept in the primary to `connection` in the worker), in seconds. */
     interface HandoffStats {
         /** Quantiles estimated from the buckets (linear within a bucket); null before any connection. */

@@ -48,3 +48,13 @@ test('RSS and CPU of another process, from /proc and from ps; null once it is go
   assert.strictEqual(infoAs('linux', child.pid), null);
   assert.strictEqual(infoAs('darwin', child.pid), null);
 });
+
+test('ps output: rss in KiB, CPU time as [[dd-]hh:]mm:ss[.cc], by pid', () => {
+  const { parsePs } = require(PROCINFO);
+  const out = parsePs('  41  1024 00:01:02\n 42 2048 1-02:03:04\n43 4 0:01.50\n\n');
+  assert.deepStrictEqual([...out], [
+    [41, { rss: 1048576, cpu: 62 }],
+    [42, { rss: 2097152, cpu: 86400 + 7384 }],
+    [43, { rss: 4096, cpu: 1.5 }],
+  ]);
+});

@@ -94,3 +94,16 @@ test('rs-cluster top into a pipe prints one frame and exits 0', { timeout: 20000
     await app.stop();
   }
 });
+
+test('addresses are written one way: host:port, [v6]:port, a unix path, * for every interface', () => {
+  const { formatAddress } = require('../js/address');
+  assert.deepStrictEqual([
+    formatAddress({ address: '127.0.0.1', port: 80, addressType: 4 }),
+    formatAddress({ address: '::1', port: 80, addressType: 6 }),
+    formatAddress({ address: '::', port: 80 }),
+    formatAddress({ address: null, port: 80, addressType: 4 }),
+    formatAddress({ address: '/tmp/app.sock', port: undefined, addressType: -1 }),
+    formatAddress('/tmp/app.sock'),
+    formatAddress({ address: 'localhost', port: 9100 }),
+  ], ['127.0.0.1:80', '[::1]:80', '[::]:80', '*:80', '/tmp/app.sock', '/tmp/app.sock', 'localhost:9100']);
+});

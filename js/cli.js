@@ -9,6 +9,7 @@ const path = require('node:path');
 const { parseArgs } = require('node:util');
 const settings = require('./settings');
 const { availableCpus } = require('./cpus');
+const { formatAddress: addressText } = require('./address');
 const { exitText, STABLE_MS } = require('./supervisor');
 
 const OPTIONS = {
@@ -153,12 +154,6 @@ function log(message) {
 
 function describeWorker(worker) {
   return `worker ${worker.id} (pid ${worker.process.pid})`;
-}
-
-function addressText(a) {
-  if (a.addressType === -1) return a.address;
-  const host = a.address == null ? '*' : a.addressType === 6 ? `[${a.address}]` : a.address;
-  return `${host}:${a.port}`;
 }
 
 function run({ workers, policy, settings: clusterSettings, exec, args }) {

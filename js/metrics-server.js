@@ -22,7 +22,7 @@ function serve({ host, port }, cluster, onError) {
     '/stats': ['application/json; charset=utf-8', () => `${JSON.stringify(cluster.stats())}\n`],
   };
   const server = http.createServer((req, res) => {
-    const route = routes[req.url.split('?')[0]];
+    const route = routes[(req.url ?? '').split('?')[0]];
     if (route === undefined) return reply(res, 404, 'text/plain; charset=utf-8', 'not found: try /metrics or /stats\n');
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('Allow', 'GET, HEAD');

@@ -8,14 +8,16 @@
 const { processInfo } = require('./procinfo');
 
 const NS = 1e9;
-const RESTART_REASONS = ['crash', 'hang', 'memory', 'reload'];
 
 // Workers whose process has not exited, by id: cluster.workers drops a
 // worker as soon as it is told to disconnect, but it still serves what it has.
 const live = new Map();
 // The restarts behind each worker: its predecessor's, plus one.
 const restartsOf = new WeakMap();
-const restarts = Object.fromEntries(RESTART_REASONS.map((r) => [r, 0]));
+// Restarts by why (the 'restart' event's reasons), in the order exported.
+/** @type {import('../index').Stats['restarts']} */
+const restarts = { crash: 0, hang: 0, memory: 0, reload: 0 };
+const RESTART_REASONS = Object.keys(restarts);
 let reloads = 0;
 
 function track(worker) {
@@ -45,15 +47,17 @@ const NO_REACTOR = {
   handoffBoundsNs: [],
 };
 
+/**
+ * @param {import('../binding').PrimaryReactor | null} reactor
+ * @returns {import('../binding').ReactorStats}
+ */
 function readReactor(reactor) {
   if (reactor === null) return NO_REACTOR;
-  const json = reactor.stats();
-  if (json === null) {
-    const err = new Error('rs-cluster: the primary\'s reactor did not answer for stats within 1 s');
-    err.code = 'ETIMEDOUT';
-    throw err;
+  const raw = reactor.stats();
+  if (raw === null) {
+    throw Object.assign(new Error('rs-cluster: the primary\'s reactor did not answer for stats within 1 s'), { code: 'ETIMEDOUT' });
   }
-  return JSON.parse(json);
+  return raw;
 }
 
 // The value below which a fraction `q` of the observations fall, assuming
@@ -99,6 +103,13 @@ function stateOf(worker, routing) {
 }
 
 // `routing`: { policy: 'rr' | 'none' | 'least' | 'sticky', sticky: key or null }.
+// The shape is index.d.ts's `Stats`, checked against it by tsc and at run
+// time by __test__/metrics-schema.test.js.
+/**
+ * @param {import('../binding').PrimaryReactor | null} reactor
+ * @param {import('../index').Stats['routing']} routing
+ * @returns {import('../index').Stats}
+ */
 function snapshot(reactor, routing) {
   const raw = readReactor(reactor);
   const bounds = raw.handoffBoundsNs.map((ns) => ns / NS);
@@ -134,7 +145,6 @@ function snapshot(reactor, routing) {
       restarts: (worker && restartsOf.get(worker)) ?? 0,
     };
   });
-  totals.handoff = histogram(bounds, clusterCounts, clusterSumNs);
   const cpu = process.cpuUsage();
   return {
     time: Date.now(),
@@ -145,7 +155,7 @@ function snapshot(reactor, routing) {
     rerouted: raw.rerouted,
     restarts: { ...restarts },
     reloads,
-    totals,
+    totals: { ...totals, handoff: histogram(bounds, clusterCounts, clusterSumNs) },
     handoffBounds: bounds,
   };
 }

@@ -8,8 +8,7 @@
 // listeners and events as with node:cluster, plus 'restart'.
 
 const os = require('node:os');
-const { execFile } = require('node:child_process');
-const { processInfo } = require('./procinfo');
+const { sampleRss } = require('./procinfo');
 const { invalidArgType, invalidValue, clusterError } = require('./errors');
 const { validateValue, fromEnv } = require('./settings');
 const { countRestart, countReload } = require('./stats');
@@ -35,28 +34,6 @@ function exitText(code, signal) {
 // What a listening worker serves: one key per address it reported.
 function addressKey(a) {
   return `${a.addressType}|${a.address}|${a.port}|${a.fd}`;
-}
-
-// Resident set sizes in bytes by pid: /proc on Linux (js/procinfo.js), one
-// `ps` for all of them elsewhere, without blocking the primary.
-function sampleRss(pids, cb) {
-  if (process.platform === 'linux') {
-    const out = new Map();
-    for (const pid of pids) {
-      // null: exited since, its 'exit' is on its way.
-      const info = processInfo(pid);
-      if (info !== null) out.set(pid, info.rss);
-    }
-    return cb(out);
-  }
-  execFile('ps', ['-o', 'pid=,rss=', '-p', pids.join(',')], (err, stdout) => {
-    const out = new Map();
-    for (const line of err ? [] : stdout.split('\n')) {
-      const [pid, kb] = line.trim().split(/\s+/).map(Number);
-      if (kb > 0) out.set(pid, kb * 1024);
-    }
-    cb(out);
-  });
 }
 
 // `routing.inherit(from, to)`: the primary's routing moves what was `from`'s

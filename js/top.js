@@ -8,6 +8,7 @@
 const http = require('node:http');
 const { parseAddress } = require('./settings');
 const { quantile } = require('./stats');
+const { formatAddress } = require('./address');
 
 const USAGE = 'usage: rs-cluster top <[host:]port>   live view of a cluster\'s metrics endpoint (q quits)';
 const REFRESH_MS = 1000;
@@ -58,7 +59,8 @@ function clock(s) {
 const right = (value, width) => `${value}`.padStart(width);
 const left = (value, width) => `${value}`.padEnd(width);
 
-// Per-second rate of a counter between two snapshots; '-' without one.
+// Per-second rate of a counter between two snapshots ('-' without one);
+// over dt / 100, a percentage (CPU seconds per second, as CPU%).
 function rate(now, before, dt, digits = 0) {
   return before == null || now == null || dt <= 0 ? '-' : ((now - before) / dt).toFixed(digits);
 }
@@ -72,6 +74,13 @@ function recentP99(h, before, bounds) {
 
 // The screen for `stats`, with rates against `prev`: its lines (the last
 // one `status`, at the bottom of `rows`) and which of them are headings.
+/**
+ * @param {import('../index').Stats} stats /stats, typed as cluster.stats()
+ * @param {import('../index').Stats | null} prev
+ * @param {string} target
+ * @param {number} rows
+ * @param {string} status
+ */
 function frame(stats, prev, target, rows, status) {
   const dt = prev ? (stats.time - prev.time) / 1000 : 0;
   const before = new Map(prev ? prev.workers.map((w) => [w.id, w]) : []);
@@ -97,7 +106,7 @@ function frame(stats, prev, target, rows, status) {
     const state = w.stalled ? 'stalled' : w.state;
     lines.push(`${right(w.id, 4)} ${right(w.pid ?? '-', 7)} ${left(state, 12)} ${right(w.active, 6)}` +
       ` ${right(rate(w.accepted, b?.accepted, dt), 6)} ${right(seconds(recentP99(w.handoff, b?.handoff, stats.handoffBounds)), 9)}` +
-      ` ${right(seconds(w.eventLoopLag), 8)} ${right(bytes(w.rss), 6)} ${right(rate(w.cpu * 100, b?.cpu * 100, dt, 1), 5)}` +
+      ` ${right(seconds(w.eventLoopLag), 8)} ${right(bytes(w.rss), 6)} ${right(rate(w.cpu, b?.cpu, dt / 100, 1), 5)}` +
       ` ${right(w.restarts, 7)}`);
   }
   if (shown.length < stats.workers.length) lines.push(`  ... ${stats.workers.length - shown.length} more workers`);
@@ -178,7 +187,7 @@ async function main(argv) {
     process.stderr.write(`rs-cluster top: ${argv.length === 1 ? `not a [host:]port: '${argv[0]}'` : 'one [host:]port expected'}\n${USAGE}\n`);
     return 2;
   }
-  const target = `${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`;
+  const target = formatAddress({ address: address.host, port: address.port });
   let stats;
   try {
     stats = await fetchStats(address);

@@ -33,6 +33,7 @@ const http = require('node:http');
 const { spawn } = require('node:child_process');
 const lib = require('./lib');
 const { isAlive } = require('./lib/procs');
+const { formatAddress } = require('../js/address');
 const { parseCli } = require('./lib/cli');
 
 const { ROOT, pkg, BINARY_NAME } = lib;
@@ -500,7 +501,7 @@ async function installAndRun(tmp, variant, tarballs) {
     );
   } else {
     const forks = res.events.filter((e) => e.event === 'fork');
-    ok(`cluster app: 2 workers listening on ${res.ready.address}:${res.ready.port}`);
+    ok(`cluster app: 2 workers listening on ${formatAddress(res.ready)}`);
     const natives = res.ready.natives || [];
     const expectDir = variant === 'split' ? path.join(appDir, 'node_modules', PLATFORM_PKG) : installed;
     check(

@@ -9,10 +9,12 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode, UnknownReturnValue};
 use napi_derive::napi;
 use rs_cluster_core::error::{Context, Error};
+use rs_cluster_core::primary::stats::Stats;
 use rs_cluster_core::primary::sticky::KeySpec;
 use rs_cluster_core::primary::{Command, Config, Event, Policy, Primary, DEFAULT_WINDOW, POLICIES};
 
 use crate::errors::{describe, invalid_arg, invalid_value, to_js};
+use crate::stats::{self, ReactorStats, WorkerLag};
 
 fn take_fd(env: &Env, fd: i32) -> Result<OwnedFd> {
     if fd < 0 {
@@ -208,16 +210,28 @@ impl PrimaryReactor {
         )
     }
 
-    /// A snapshot of the counters (`stats::Stats`, as JSON), taken on the
-    /// reactor thread; null if it does not answer within a second.
-    #[napi(catch_unwind)]
-    pub fn stats(&self, env: Env) -> Result<Option<String>> {
+    /// Asks the reactor thread for its counters; None if it does not answer
+    /// within a second.
+    fn snapshot(&self, env: &Env) -> Result<Option<Stats>> {
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        self.send(&env, Command::Stats { reply })?;
-        Ok(answer
-            .recv_timeout(std::time::Duration::from_secs(1))
-            .ok()
-            .and_then(|s| serde_json::to_string(&s).ok()))
+        self.send(env, Command::Stats { reply })?;
+        Ok(answer.recv_timeout(std::time::Duration::from_secs(1)).ok())
+    }
+
+    /// A snapshot of the counters, taken on the reactor thread; null if it
+    /// does not answer within a second.
+    #[napi(catch_unwind)]
+    pub fn stats(&self, env: Env) -> Result<Option<ReactorStats>> {
+        Ok(self.snapshot(&env)?.as_ref().map(ReactorStats::from))
+    }
+
+    /// Each worker's event-loop lag, for the hang watch (up to every 50 ms):
+    /// only the lags reach JS, no snapshot is built there. Null if the
+    /// reactor does not answer within a second. Read from the reactor's
+    /// stats reply for now.
+    #[napi(catch_unwind)]
+    pub fn lags(&self, env: Env) -> Result<Option<Vec<WorkerLag>>> {
+        Ok(self.snapshot(&env)?.as_ref().map(stats::lags))
     }
 
     #[napi(catch_unwind)]

@@ -4,16 +4,10 @@
 // neither the tests nor the bench import the other's code.
 
 const fs = require('node:fs');
-const { execFileSync } = require('node:child_process');
+// /proc/<pid>/stat is read in one place, the package's own reader.
+const { readStat, units } = require('../../js/procinfo');
 
 const HAS_PROC = fs.existsSync('/proc/self/stat');
-
-let clkTck = 100;
-try {
-  clkTck = +execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim() || 100;
-} catch {
-  // Linux's USER_HZ is 100 everywhere that matters.
-}
 
 // /proc/<pid>/<file>, or null if the process is gone.
 function readProc(pid, file) {
@@ -22,23 +16,6 @@ function readProc(pid, file) {
   } catch {
     return null;
   }
-}
-
-// /proc/<pid>/stat split after the command name, which may hold spaces and
-// parentheses. `f(n)` is field n as numbered in proc(5). Null if gone.
-function readStat(pid) {
-  const text = readProc(pid, 'stat');
-  if (text === null) return null;
-  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  const f = (n) => rest[n - 3];
-  return {
-    state: f(3),
-    ppid: +f(4),
-    utime: +f(14),
-    stime: +f(15),
-    // Clock ticks after boot: a pid handed to another process has another.
-    starttime: f(22),
-  };
 }
 
 // Whether `pid` runs: signal 0 reaches it (EPERM: it runs as someone else)
@@ -86,7 +63,7 @@ function cpuSeconds(pid) {
     if (ns > 0 && Number.isFinite(ns)) return ns / 1e9;
   }
   const s = readStat(pid);
-  return s === null ? null : (s.utime + s.stime) / clkTck;
+  return s === null ? null : (s.utime + s.stime) / units().tick;
 }
 
 // { rssKb: VmRSS, hwmKb: VmHWM } of a process, or null if gone.
@@ -127,4 +104,4 @@ function descendants(root) {
   return out;
 }
 
-module.exports = { clkTck, readStat, isAlive, waitGone, cpuSeconds, memory, descendants };
+module.exports = { clkTck: units().tick, readStat, isAlive, waitGone, cpuSeconds, memory, descendants };

@@ -1,16 +1,14 @@
 //! A snapshot of the primary's counters, for `cluster.stats()` and the
 //! metrics endpoint: per worker (from its link and its page) and per
 //! listener (from the reactor and the kernel's accept queue). Taken on the
-//! reactor thread when asked; nothing here runs per connection.
+//! reactor thread when asked; nothing here runs per connection. The binding
+//! (src/stats.rs) turns it into the JS objects js/stats.js reads.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use serde::Serialize;
-
 use crate::page::{Snapshot, HANDOFF_BOUNDS_NS, HANDOFF_BUCKETS};
 
-#[derive(Clone, Debug, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, Default)]
 pub struct Stats {
     pub workers: Vec<WorkerStats>,
     pub listeners: Vec<ListenerStats>,
@@ -22,8 +20,7 @@ pub struct Stats {
     pub handoff_bounds_ns: Vec<u64>,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, Default)]
 pub struct Rerouted {
     /// Unread by a worker that exited.
     pub died: u64,
@@ -40,8 +37,7 @@ pub struct Rerouted {
 }
 
 /// Counters that add up across workers.
-#[derive(Clone, Debug, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, Default)]
 pub struct Totals {
     /// Connections a worker read off its hand-off channel.
     pub accepted: u64,
@@ -60,8 +56,7 @@ impl Totals {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, Default)]
 pub struct WorkerStats {
     pub id: u32,
     /// False once it is disconnecting.
@@ -86,8 +81,7 @@ pub struct WorkerStats {
     pub handoff: Vec<u64>,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, Default)]
 pub struct ListenerStats {
     pub id: u32,
     /// `host:port`, or the unix socket's path.
