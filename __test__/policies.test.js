@@ -36,7 +36,7 @@ test('the command takes every policy word and lists them in its help', { timeout
   assert.match(help, new RegExp(`--policy <${TABLE.map((p) => p.name).join('\\|')}>`));
 });
 
-test('index.d.ts declares each constant and names each policy', { timeout: 5000 }, () => {
+test('index.d.ts (and the generated binding.d.ts) declare each constant and name each policy', { timeout: 5000 }, () => {
   const dts = fs.readFileSync(path.join(ROOT, 'index.d.ts'), 'utf8');
   const declared = new Set([...dts.matchAll(/readonly (SCHED_[A-Z]+): number;/g)].map((m) => m[1]));
   for (const p of TABLE.filter((q) => q.primaryAccepts && q.name !== 'rr')) assert.ok(declared.has(p.constant), `${p.constant} in index.d.ts`);
@@ -44,4 +44,7 @@ test('index.d.ts declares each constant and names each policy', { timeout: 5000 
   const unions = [...dts.matchAll(/policy: ("[a-z]+"(?: \| "[a-z]+")+)/g)].map((m) => m[1]);
   assert.ok(unions.length >= 2, 'the listener\'s and the routing policy types');
   for (const u of unions) assert.strictEqual(u, union);
+  const binding = fs.readFileSync(path.join(ROOT, 'binding.d.ts'), 'utf8');
+  const bindingUnions = [...binding.matchAll(/policy: ('[a-z]+'(?: \| '[a-z]+')+)/g)].map((m) => m[1]);
+  assert.deepStrictEqual(bindingUnions, [union.replaceAll('"', "'")], 'ListenerStats.policy in src/stats.rs');
 });

@@ -3,18 +3,18 @@
 //! alive (the workers' IPC channels do that, as in Node).
 
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode, UnknownReturnValue};
 use napi_derive::napi;
 use rs_cluster_core::error::{Context, Error};
-use rs_cluster_core::primary::stats::Stats;
 use rs_cluster_core::primary::sticky::KeySpec;
 use rs_cluster_core::primary::{Command, Config, Event, Policy, Primary, DEFAULT_WINDOW, POLICIES};
 
 use crate::errors::{describe, invalid_arg, invalid_value, to_js};
-use crate::stats::{self, ReactorStats, WorkerLag};
+use crate::stats::{ReactorStats, WorkerLag};
 
 fn take_fd(env: &Env, fd: i32) -> Result<OwnedFd> {
     if fd < 0 {
@@ -210,11 +210,11 @@ impl PrimaryReactor {
         )
     }
 
-    /// Asks the reactor thread for its counters; None if it does not answer
+    /// Asks the reactor thread a question; None if it does not answer
     /// within a second.
-    fn snapshot(&self, env: &Env) -> Result<Option<Stats>> {
+    fn ask<T>(&self, env: &Env, question: impl FnOnce(SyncSender<T>) -> Command) -> Result<Option<T>> {
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        self.send(env, Command::Stats { reply })?;
+        self.send(env, question(reply))?;
         Ok(answer.recv_timeout(std::time::Duration::from_secs(1)).ok())
     }
 
@@ -222,16 +222,23 @@ impl PrimaryReactor {
     /// does not answer within a second.
     #[napi(catch_unwind)]
     pub fn stats(&self, env: Env) -> Result<Option<ReactorStats>> {
-        Ok(self.snapshot(&env)?.as_ref().map(ReactorStats::from))
+        Ok(self
+            .ask(&env, |reply| Command::Stats { reply })?
+            .as_ref()
+            .map(ReactorStats::from))
     }
 
     /// Each worker's event-loop lag, for the hang watch (up to every 50 ms):
-    /// only the lags reach JS, no snapshot is built there. Null if the
-    /// reactor does not answer within a second. Read from the reactor's
-    /// stats reply for now.
+    /// the reactor reads the pages' lags alone, no snapshot is built. Null if
+    /// it does not answer within a second.
     #[napi(catch_unwind)]
     pub fn lags(&self, env: Env) -> Result<Option<Vec<WorkerLag>>> {
-        Ok(self.snapshot(&env)?.as_ref().map(stats::lags))
+        let lags = self.ask(&env, |reply| Command::Lags { reply })?;
+        Ok(lags.map(|l| {
+            l.into_iter()
+                .map(|(id, ns)| WorkerLag { id, lag_ns: ns as f64 })
+                .collect()
+        }))
     }
 
     #[napi(catch_unwind)]

@@ -35,7 +35,7 @@ pub struct ReactorListener {
     /// `host:port`, `[v6]:port`, or the unix socket's path.
     pub address: String,
     /// Its values are index.d.ts's `ListenerStats.policy`.
-    #[napi(ts_type = "'rr' | 'shared'")]
+    #[napi(ts_type = "'none' | 'rr' | 'least' | 'sticky' | 'random'")]
     pub policy: String,
     pub workers: Vec<u32>,
     /// Accepted by the primary (when it accepts).
@@ -159,15 +159,4 @@ impl From<&Stats> for ReactorStats {
             handoff_bounds_ns: numbers(&s.handoff_bounds_ns),
         }
     }
-}
-
-/// Each worker's lag, and nothing else of the snapshot.
-pub fn lags(s: &Stats) -> Vec<WorkerLag> {
-    s.workers
-        .iter()
-        .map(|w| WorkerLag {
-            id: w.id,
-            lag_ns: w.lag_ns as f64,
-        })
-        .collect()
 }
