@@ -16,7 +16,7 @@ const handles = require('./handles');
 const builtin = require('./builtin');
 const { WORKER_ENV, CHANNEL_ENV, PRELOAD_ENV, ADDON_ENV } = require('./env');
 
-const cluster = new EventEmitter();
+const cluster = /** @type {import('./index').ClusterObject} */ (new EventEmitter());
 cluster.isWorker = true;
 cluster.isMaster = false;
 cluster.isPrimary = false;

@@ -11,6 +11,7 @@ const settings = require('./settings');
 const { availableCpus } = require('./cpus');
 const { exitText, STABLE_MS } = require('./supervisor');
 
+/** @satisfies {import('node:util').ParseArgsConfig['options']} */
 const OPTIONS = {
   workers: { type: 'string', short: 'w' },
   policy: { type: 'string' },
@@ -158,6 +159,7 @@ function addressText(a) {
   return `${host}:${a.port}`;
 }
 
+/** @param {ReturnType<typeof parseCommandLine>} commandLine one that is neither --help nor --version */
 function run({ workers, policy, settings: clusterSettings, exec, args }) {
   // The command reloads on SIGHUP itself; the app's primary variable would
   // make a second handler.

@@ -23,7 +23,7 @@ const SCHED_LEAST = 101;
 const SCHED_STICKY = 102;
 const POLICIES = { none: SCHED_NONE, rr: SCHED_RR, least: SCHED_LEAST, sticky: SCHED_STICKY };
 
-const cluster = new EventEmitter();
+const cluster = /** @type {import('./index').ClusterObject} */ (new EventEmitter());
 const intercom = new EventEmitter();
 
 cluster.isWorker = false;
@@ -171,7 +171,7 @@ function getReactor() {
 // A worker broke the control protocol (the reactor has already cut it off),
 // or the reactor itself failed ('fatal').
 function onReactorEvent(event) {
-  const err = new Error(event.message);
+  const err = /** @type {NodeJS.ErrnoException} */ (new Error(event.message));
   err.code = event.code;
   if (event.errno != null) err.errno = event.errno;
   if (event.syscall != null) err.syscall = event.syscall;
@@ -241,7 +241,8 @@ function createWorkerProcess(id, env, channelFd) {
   // Never NODE_UNIQUE_ID: that would start Node's own cluster worker.
   const workerEnv = addPreload({ ...process.env, ...env, [WORKER_ENV]: `${id}`, [CHANNEL_ENV]: `${index}` });
   if (native.addonFile !== null) workerEnv[ADDON_ENV] = native.addonFile;
-  const child = forkProcess(settings.exec, settings.args, {
+  // windowsHide: fork passes it on to spawn, though ForkOptions omits it.
+  const child = forkProcess(settings.exec, settings.args, /** @type {import('node:child_process').ForkOptions} */ ({
     cwd: settings.cwd,
     env: workerEnv,
     serialization: settings.serialization,
@@ -251,7 +252,7 @@ function createWorkerProcess(id, env, channelFd) {
     stdio,
     gid: settings.gid,
     uid: settings.uid,
-  });
+  }));
   explainDeniedPreload(PRELOAD_FILE, child, stdio, settings);
   return child;
 }
@@ -269,8 +270,8 @@ function failedSpawn(err) {
   const file = process.execPath;
   const args = [...cluster.settings.execArgv, cluster.settings.exec, ...(cluster.settings.args || [])];
   const child = new ChildProcess();
-  child.spawnfile = file;
-  child.spawnargs = [file, ...args];
+  // Read-only for apps, set here as spawn sets them.
+  Object.assign(child, { spawnfile: file, spawnargs: [file, ...args] });
   const spawnErr = new Error(`spawn ${file} ${err.code}`);
   Object.assign(spawnErr, { errno: err.errno, code: err.code, syscall: `spawn ${file}`, path: file, spawnargs: args });
   process.nextTick(() => child.emit('error', spawnErr));

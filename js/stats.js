@@ -49,7 +49,7 @@ function readReactor(reactor) {
   if (reactor === null) return NO_REACTOR;
   const json = reactor.stats();
   if (json === null) {
-    const err = new Error('rs-cluster: the primary\'s reactor did not answer for stats within 1 s');
+    const err = /** @type {NodeJS.ErrnoException} */ (new Error('rs-cluster: the primary\'s reactor did not answer for stats within 1 s'));
     err.code = 'ETIMEDOUT';
     throw err;
   }
