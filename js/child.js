@@ -28,6 +28,7 @@ const servers = new Map(); // primary handle id -> { handle, obj, kind, rr }
 const indexes = new Map(); // `address:port:addressType:fd` -> { next, live }
 const pending = new Map(); // query seq -> { obj, cb, indexesKey, index, family }
 let querySeq = 0;
+/** @type {import('../binding.js').WorkerChannel | null} */
 let channel = null;
 let channelClosing = false;
 

@@ -75,6 +75,7 @@ cluster.schedulingPolicy = Object.hasOwn(POLICIES, envPolicy) ? POLICIES[envPoli
 let nextId = 0;
 let initialized = false;
 let schedulingPolicy;
+/** @type {import('../binding.js').PrimaryReactor | null} */
 let reactor = null;
 
 const INSPECT_ARG = /--inspect(?:-brk|-port)?|--debug-port/;

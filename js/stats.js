@@ -45,6 +45,7 @@ const NO_REACTOR = {
   handoffBoundsNs: [],
 };
 
+/** @param {import('../binding.js').PrimaryReactor | null} reactor */
 function readReactor(reactor) {
   if (reactor === null) return NO_REACTOR;
   const json = reactor.stats();

@@ -62,6 +62,11 @@ function sampleRss(pids, cb) {
 // `routing.inherit(from, to)`: the primary's routing moves what was `from`'s
 // (sticky keys) to its replacement `to`. `routing.lags()`: each worker's
 // event-loop lag in ms, by id.
+/**
+ * @param {import('./index').ClusterObject} cluster
+ * @param {{ inherit(from: import('./index').WorkerObject, to: import('./index').WorkerObject): void,
+ *   lags(): Map<number, number> }} routing
+ */
 function createSupervisor(cluster, routing) {
   // Per worker: fork env (a replacement gets the same), birth time, the
   // addresses it listens on, and what reload/drain need while it lives.
