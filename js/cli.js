@@ -9,7 +9,10 @@ const path = require('node:path');
 const { parseArgs } = require('node:util');
 const settings = require('./settings');
 const { availableCpus } = require('./cpus');
-const { exitText, STABLE_MS } = require('./supervisor');
+const { exitText } = require('./supervisor');
+
+// The values and why: js/settings.js.
+const { MAX_WORKERS, MAX_FAILED_STARTS, DRAIN_TIMEOUT_MS, STABLE_MS } = settings.TUNING;
 
 /** @satisfies {import('node:util').ParseArgsConfig['options']} */
 const OPTIONS = {
@@ -37,11 +40,8 @@ const SETTING_FLAGS = {
 
 const POLICIES = ['rr', 'none', 'least', 'sticky'];
 
-const MAX_WORKERS = 1024;
 // The command's own defaults; the environment and the flags override them.
-const DEFAULTS = { respawn: true, drainTimeout: 30000 };
-// Worker starts that may fail, while none ever got ready, before giving up.
-const MAX_FAILED_STARTS = 8;
+const DEFAULTS = { respawn: true, drainTimeout: DRAIN_TIMEOUT_MS };
 
 const USAGE = 'usage: rs-cluster [options] <script> [script args...]   (rs-cluster --help for more)';
 
@@ -51,7 +51,7 @@ const HELP = `rs-cluster [options] <script> [script args...]   run an unchanged 
                           scheduling: round-robin in the primary (default), the kernel's shared socket,
                           the worker with the fewest live connections, or a client's own worker
   --sticky-key <key>      ip|header:NAME|cookie:NAME|query:NAME, with --policy sticky (default ip)
-  --drain-timeout <ms>    graceful stop and reload: how long a worker may finish (default 30000)
+  --drain-timeout <ms>    graceful stop and reload: how long a worker may finish (default ${DRAIN_TIMEOUT_MS})
   --hang-timeout <ms>     replace a worker whose event loop is stuck this long (default 0 = off)
   --max-memory <MB>       replace a worker whose RSS exceeds this, gracefully (default off)
   --wait-ready            a new worker is ready when it calls process.send('ready'), not when it listens
