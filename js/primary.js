@@ -243,7 +243,8 @@ function createWorkerProcess(id, env, channelFd) {
   const workerEnv = addPreload({ ...process.env, ...env, [WORKER_ENV]: `${id}`, [CHANNEL_ENV]: `${index}` });
   if (native.addonFile !== null) workerEnv[ADDON_ENV] = native.addonFile;
   // windowsHide: fork passes it on to spawn, though ForkOptions omits it.
-  const child = forkProcess(settings.exec, settings.args, /** @type {import('node:child_process').ForkOptions} */ ({
+  /** @type {import('node:child_process').ForkOptions & { windowsHide?: boolean }} */
+  const options = {
     cwd: settings.cwd,
     env: workerEnv,
     serialization: settings.serialization,
@@ -253,7 +254,8 @@ function createWorkerProcess(id, env, channelFd) {
     stdio,
     gid: settings.gid,
     uid: settings.uid,
-  }));
+  };
+  const child = forkProcess(settings.exec, settings.args, options);
   explainDeniedPreload(PRELOAD_FILE, child, stdio, settings);
   return child;
 }

@@ -40,7 +40,7 @@ const TUNING = Object.freeze({
   // grace, not at once: a request already on its way on one is answered
   // (js/drain.js).
   DRAIN_IDLE_GRACE_MS: 1000,
-  // The command: the most workers -w takes (a typo's 10000 forks nothing).
+  // The command: the most workers -w takes; more is refused (a typo), not forked.
   MAX_WORKERS: 1024,
   // The command: worker starts that may fail, while none ever got ready,
   // before it gives up.
