@@ -16,7 +16,7 @@ const handles = require('./handles');
 const builtin = require('./builtin');
 const { WORKER_ENV, CHANNEL_ENV, PRELOAD_ENV, ADDON_ENV } = require('./env');
 
-const cluster = new EventEmitter();
+const cluster = /** @type {import('./index').ClusterObject} */ (new EventEmitter());
 cluster.isWorker = true;
 cluster.isMaster = false;
 cluster.isPrimary = false;
@@ -28,6 +28,7 @@ const servers = new Map(); // primary handle id -> { handle, obj, kind, rr }
 const indexes = new Map(); // `address:port:addressType:fd` -> { next, live }
 const pending = new Map(); // query seq -> { obj, cb, indexesKey, index, family }
 let querySeq = 0;
+/** @type {import('../binding.js').WorkerChannel | null} */
 let channel = null;
 let channelClosing = false;
 

@@ -10,8 +10,12 @@ const { parseArgs } = require('node:util');
 const settings = require('./settings');
 const { availableCpus } = require('./cpus');
 const { formatAddress: addressText } = require('./address');
-const { exitText, STABLE_MS } = require('./supervisor');
+const { exitText } = require('./supervisor');
 
+// The values and why: js/settings.js.
+const { MAX_WORKERS, MAX_FAILED_STARTS, DRAIN_TIMEOUT_MS, STABLE_MS } = settings.TUNING;
+
+/** @satisfies {import('node:util').ParseArgsConfig['options']} */
 const OPTIONS = {
   workers: { type: 'string', short: 'w' },
   policy: { type: 'string' },
@@ -39,11 +43,8 @@ const SETTING_FLAGS = {
 const POLICY_TABLE = require('./native').policies();
 const POLICIES = POLICY_TABLE.map((p) => p.name);
 
-const MAX_WORKERS = 1024;
 // The command's own defaults; the environment and the flags override them.
-const DEFAULTS = { respawn: true, drainTimeout: 30000 };
-// Worker starts that may fail, while none ever got ready, before giving up.
-const MAX_FAILED_STARTS = 8;
+const DEFAULTS = { respawn: true, drainTimeout: DRAIN_TIMEOUT_MS };
 
 const USAGE = 'usage: rs-cluster [options] <script> [script args...]   (rs-cluster --help for more)';
 
@@ -54,7 +55,7 @@ const HELP = `rs-cluster [options] <script> [script args...]   run an unchanged 
                           the worker with the fewest live connections, a client's own worker, or the
                           less loaded of two workers drawn at random
   --sticky-key <key>      ip|header:NAME|cookie:NAME|query:NAME, with --policy sticky (default ip)
-  --drain-timeout <ms>    graceful stop and reload: how long a worker may finish (default 30000)
+  --drain-timeout <ms>    graceful stop and reload: how long a worker may finish (default ${DRAIN_TIMEOUT_MS})
   --hang-timeout <ms>     replace a worker whose event loop is stuck this long (default 0 = off)
   --max-memory <MB>       replace a worker whose RSS exceeds this, gracefully (default off)
   --wait-ready            a new worker is ready when it calls process.send('ready'), not when it listens
@@ -156,6 +157,7 @@ function describeWorker(worker) {
   return `worker ${worker.id} (pid ${worker.process.pid})`;
 }
 
+/** @param {ReturnType<typeof parseCommandLine>} commandLine one that is neither --help nor --version */
 function run({ workers, policy, settings: clusterSettings, exec, args }) {
   // The command reloads on SIGHUP itself; the app's primary variable would
   // make a second handler.

@@ -9,7 +9,7 @@
 // does: a busy client's next request is often already on its way to a
 // connection that looks idle, and closing it then resets that request. In
 // the grace it arrives and is answered with `Connection: close`.
-const IDLE_GRACE_MS = 1000;
+const { DRAIN_IDLE_GRACE_MS: IDLE_GRACE_MS } = require('./settings').TUNING;
 
 // Node's list of an http.Server's connections (public API has no way to
 // reach the responses in flight); absent, only new requests are covered.

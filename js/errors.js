@@ -37,11 +37,11 @@ function validatePort(port, name = 'Port', allowZero = true) {
   if ((typeof port !== 'number' && typeof port !== 'string') ||
       (typeof port === 'string' && port.trim().length === 0) ||
       +port !== (+port >>> 0) ||
-      port > 0xFFFF ||
+      +port > 0xFFFF ||
       (port === 0 && !allowZero)) {
     throw badPort(name, port, allowZero);
   }
-  return port | 0;
+  return +port | 0;
 }
 
 // `options.x` names a property, anything else an argument, as in Node.

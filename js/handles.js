@@ -18,7 +18,7 @@ const ctors = { tcp: null, pipe: null, udp: null };
 function streamCtor(kind) {
   if (ctors[kind] === null) {
     const socket = new net.Socket({ fd: native.probeSocket(kind), readable: false, writable: false });
-    ctors[kind] = socket._handle.constructor;
+    ctors[kind] = /** @type {any} */ (socket)._handle.constructor;
     socket.destroy();
   }
   return ctors[kind];

@@ -19,6 +19,8 @@ function viaLoader() {
   return { binding, file };
 }
 
+// Typed by the generated binding.d.ts, whichever file is loaded.
+/** @returns {{ binding: typeof import('../binding.js'), file: string | null }} */
 function load() {
   const inherited = process.env[ADDON_ENV];
   if (inherited !== undefined && inherited !== '') {
@@ -32,6 +34,5 @@ function load() {
 }
 
 const { binding, file } = load();
-module.exports = binding;
-// Where the addon came from, or null if the loader hid it; for ADDON_ENV.
-module.exports.addonFile = file;
+// With where the addon came from, or null if the loader hid it; for ADDON_ENV.
+module.exports = Object.assign(binding, { addonFile: file });

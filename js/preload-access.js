@@ -32,6 +32,12 @@ function denied(file, uid, gid) {
 }
 
 // Called once `child` is forked with `stdio` and `settings`; `file` is the preload.
+/**
+ * @param {string} file
+ * @param {import('node:child_process').ChildProcess} child
+ * @param {any} stdio
+ * @param {{ uid?: number, gid?: number }} settings
+ */
 function explainDeniedPreload(file, child, stdio, { uid, gid }) {
   if (!Number.isInteger(uid) || uid === 0 || process.getuid?.() !== 0) return;
   const why = denied(file, uid, Number.isInteger(gid) ? gid : process.getgid());

@@ -23,7 +23,7 @@ const POLICIES = Object.fromEntries(POLICY_TABLE.map((p) => [p.name, p.sched]));
 const SCHED_NONE = POLICIES.none;
 const SCHED_RR = POLICIES.rr;
 
-const cluster = new EventEmitter();
+const cluster = /** @type {import('./index').ClusterObject} */ (new EventEmitter());
 const intercom = new EventEmitter();
 
 cluster.isWorker = false;
@@ -54,9 +54,11 @@ const supervisor = createSupervisor(cluster, {
 });
 Object.defineProperty(cluster, 'reload', { value: supervisor.reload, writable: true, configurable: true });
 // Observability (js/stats.js, js/prometheus.js); the endpoint only if asked.
+/** @returns {import('../index').Stats['routing']} */
 function routingInfo() {
   const policy = initialized ? schedulingPolicy : cluster.schedulingPolicy;
-  const name = Object.keys(POLICIES).find((k) => POLICIES[k] === policy) ?? 'none';
+  const name = /** @type {import('../index').Stats['routing']['policy']} */ (
+    Object.keys(POLICIES).find((k) => POLICIES[k] === policy) ?? 'none');
   return { policy: name, sticky: name === 'sticky' ? cluster.settings.sticky ?? 'ip' : null };
 }
 Object.defineProperty(cluster, 'stats', {
@@ -75,6 +77,7 @@ cluster.schedulingPolicy = Object.hasOwn(POLICIES, envPolicy) ? POLICIES[envPoli
 let nextId = 0;
 let initialized = false;
 let schedulingPolicy;
+/** @type {import('../binding.js').PrimaryReactor | null} */
 let reactor = null;
 
 const INSPECT_ARG = /--inspect(?:-brk|-port)?|--debug-port/;
@@ -171,7 +174,7 @@ function getReactor() {
 // A worker broke the control protocol (the reactor has already cut it off),
 // or the reactor itself failed ('fatal').
 function onReactorEvent(event) {
-  const err = new Error(event.message);
+  const err = /** @type {NodeJS.ErrnoException} */ (new Error(event.message));
   err.code = event.code;
   if (event.errno != null) err.errno = event.errno;
   if (event.syscall != null) err.syscall = event.syscall;
@@ -241,7 +244,9 @@ function createWorkerProcess(id, env, channelFd) {
   // Never NODE_UNIQUE_ID: that would start Node's own cluster worker.
   const workerEnv = addPreload({ ...process.env, ...env, [WORKER_ENV]: `${id}`, [CHANNEL_ENV]: `${index}` });
   if (native.addonFile !== null) workerEnv[ADDON_ENV] = native.addonFile;
-  const child = forkProcess(settings.exec, settings.args, {
+  // windowsHide: fork passes it on to spawn, though ForkOptions omits it.
+  /** @type {import('node:child_process').ForkOptions & { windowsHide?: boolean }} */
+  const options = {
     cwd: settings.cwd,
     env: workerEnv,
     serialization: settings.serialization,
@@ -251,7 +256,8 @@ function createWorkerProcess(id, env, channelFd) {
     stdio,
     gid: settings.gid,
     uid: settings.uid,
-  });
+  };
+  const child = forkProcess(settings.exec, settings.args, options);
   explainDeniedPreload(PRELOAD_FILE, child, stdio, settings);
   return child;
 }
@@ -269,8 +275,8 @@ function failedSpawn(err) {
   const file = process.execPath;
   const args = [...cluster.settings.execArgv, cluster.settings.exec, ...(cluster.settings.args || [])];
   const child = new ChildProcess();
-  child.spawnfile = file;
-  child.spawnargs = [file, ...args];
+  // Read-only for apps, set here as spawn sets them.
+  Object.assign(child, { spawnfile: file, spawnargs: [file, ...args] });
   const spawnErr = new Error(`spawn ${file} ${err.code}`);
   Object.assign(spawnErr, { errno: err.errno, code: err.code, syscall: `spawn ${file}`, path: file, spawnargs: args });
   process.nextTick(() => child.emit('error', spawnErr));

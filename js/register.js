@@ -8,7 +8,8 @@
 // hook below is in place. With it, builtin.js reaches it later, and only a
 // worker, whose `net` consults it, pays for loading it.
 if (typeof process.getBuiltinModule !== 'function') require('./builtin');
-const Module = require('node:module');
+// Module._load: the CommonJS loader's entry, not in @types/node.
+const Module = /** @type {typeof import('node:module') & { _load: Function }} */ (require('node:module'));
 
 const kInstalled = Symbol.for('rs-cluster.register');
 // builtin.js finds Node's own getBuiltinModule here once it is redirected.

@@ -7,8 +7,10 @@ import { resolve } from './hooks.mjs';
 
 // registerHooks (Node >= 22.15) runs in-thread; module.register is
 // deprecated from Node 26 on (DEP0205) but is all Node 20 has.
-if (typeof module.registerHooks === 'function') {
-  module.registerHooks({ resolve });
+// (@types/node 20 does not know registerHooks.)
+const loader = /** @type {typeof module & { registerHooks?: (hooks: object) => void }} */ (module);
+if (typeof loader.registerHooks === 'function') {
+  loader.registerHooks({ resolve });
 } else {
   module.register(new URL('./hooks.mjs', import.meta.url));
 }

@@ -1,14 +1,69 @@
 'use strict';
-// The supervisor's settings beside node:cluster's own: what each one is,
-// how it is checked, and the environment variable that sets it. The API
-// (setupPrimary, reload), the environment and the command all check through
-// here, so a bad value fails the same way, at the moment it is given.
+// The JavaScript side's defaults and tuning values, and the supervisor's
+// settings beside node:cluster's own: what each one is, how it is checked,
+// and the environment variable that sets it. The API (setupPrimary, reload),
+// the environment and the command all check through here, so a bad value
+// fails the same way, at the moment it is given.
 
 const { isIPv6 } = require('node:net');
 const { invalidArgType, invalidValue, outOfRange } = require('./errors');
 
 // setTimeout's limit; also ample as megabytes.
 const MAX = 2 ** 31 - 1;
+
+// Every default and tuning value of js/, defined here only. (The Rust side's,
+// such as the round-robin window, are in crates/core.)
+const TUNING = Object.freeze({
+  // reload()'s drain timeout when settings.drainTimeout is unset, and the
+  // command's default: time for slow requests (uploads, long polls) to end.
+  DRAIN_TIMEOUT_MS: 30000,
+  // reload(): how long a successor may take to listen (or say 'ready')
+  // before the reload fails and the old worker keeps serving.
+  READY_TIMEOUT_MS: 30000,
+  // Crash-loop backoff: the first respawn waits the base, each next one
+  // twice as long up to the max, one fork at a time, so a script that throws
+  // at start costs at most 6 respawns in 30 s.
+  BACKOFF_BASE_MS: 250,
+  BACKOFF_MAX_MS: 16000,
+  // A worker that stayed up this long was no crash loop: its death resets
+  // the backoff, a hung one is replaced at once, the command counts it as
+  // started.
+  STABLE_MS: 10000,
+  // maxMemory: how often the workers' RSS is read (/proc, or one `ps`).
+  MEMORY_SAMPLE_MS: 1000,
+  // hangTimeout: lags are read every timeout / DIVISOR, so a hang is seen
+  // soon after it passes, within bounds that keep the primary idle.
+  HANG_POLL_DIVISOR: 8,
+  HANG_POLL_MIN_MS: 50,
+  HANG_POLL_MAX_MS: 1000,
+  // A draining HTTP server closes idle keep-alive connections after this
+  // grace, not at once: a request already on its way on one is answered
+  // (js/drain.js).
+  DRAIN_IDLE_GRACE_MS: 1000,
+  // The command: the most workers -w takes; more is refused (a typo), not forked.
+  MAX_WORKERS: 1024,
+  // The command: worker starts that may fail, while none ever got ready,
+  // before it gives up.
+  MAX_FAILED_STARTS: 8,
+});
+
+// The rules tying the values, checked once when this file loads: a wrong
+// edit fails every start and every test at once, with this message.
+function checkTuning(t) {
+  const rules = [
+    // Every time is a valid setTimeout delay and 'ms' setting.
+    [Object.entries(t).every(([k, v]) => Number.isInteger(v) && v > 0 && (!k.endsWith('_MS') || v <= MAX)),
+     'every value is a positive integer, and a time at most 2^31 - 1 ms'],
+    [t.BACKOFF_BASE_MS <= t.BACKOFF_MAX_MS, 'BACKOFF_BASE_MS <= BACKOFF_MAX_MS'],
+    [t.HANG_POLL_MIN_MS <= t.HANG_POLL_MAX_MS, 'HANG_POLL_MIN_MS <= HANG_POLL_MAX_MS'],
+    // Else every default drain would end with the worker killed.
+    [t.DRAIN_IDLE_GRACE_MS < t.DRAIN_TIMEOUT_MS, 'DRAIN_IDLE_GRACE_MS < DRAIN_TIMEOUT_MS'],
+  ];
+  for (const [holds, rule] of rules) {
+    if (!holds) throw new Error(`rs-cluster: js/settings.js TUNING breaks the rule ${rule}`);
+  }
+}
+checkTuning(TUNING);
 
 const SETTINGS = {
   respawn: { type: 'boolean', env: 'RS_CLUSTER_RESPAWN' },
@@ -110,4 +165,4 @@ function fromEnv(env = process.env) {
   return out;
 }
 
-module.exports = { SETTINGS, validate, validateValue, parseText, fromEnv, parseAddress };
+module.exports = { TUNING, checkTuning, SETTINGS, validate, validateValue, parseText, fromEnv, parseAddress };

@@ -10,19 +10,14 @@
 const os = require('node:os');
 const { sampleRss } = require('./procinfo');
 const { invalidArgType, invalidValue, clusterError } = require('./errors');
-const { validateValue, fromEnv } = require('./settings');
+const { validateValue, fromEnv, TUNING } = require('./settings');
 const { countRestart, countReload } = require('./stats');
 
-// Crash-loop backoff: 250 ms doubling up to 16 s, one fork at a time, so a
-// script that throws at start costs at most 6 respawns in 30 s. A worker that
-// stayed up 10 s resets it.
-const BASE_DELAY = 250;
-const MAX_DELAY = 16000;
-const STABLE_MS = 10000;
-// reload()'s defaults.
-const READY_TIMEOUT = 30000;
-const DRAIN_TIMEOUT = 30000;
-const SAMPLE_MS = 1000;
+// The values and why: js/settings.js.
+const {
+  BACKOFF_BASE_MS, BACKOFF_MAX_MS, STABLE_MS, READY_TIMEOUT_MS, DRAIN_TIMEOUT_MS, MEMORY_SAMPLE_MS,
+  HANG_POLL_DIVISOR, HANG_POLL_MIN_MS, HANG_POLL_MAX_MS,
+} = TUNING;
 const RELOAD_SIGNAL_ENV = 'RS_CLUSTER_RELOAD_SIGNAL';
 
 function noop() {}
@@ -39,6 +34,11 @@ function addressKey(a) {
 // `routing.inherit(from, to)`: the primary's routing moves what was `from`'s
 // (sticky keys) to its replacement `to`. `routing.lags()`: each worker's
 // event-loop lag in ms, by id.
+/**
+ * @param {import('./index').ClusterObject} cluster
+ * @param {{ inherit(from: import('./index').WorkerObject, to: import('./index').WorkerObject): void,
+ *   lags(): Map<number, number> }} routing
+ */
 function createSupervisor(cluster, routing) {
   // Per worker: fork env (a replacement gets the same), birth time, the
   // addresses it listens on, and what reload/drain need while it lives.
@@ -57,7 +57,7 @@ function createSupervisor(cluster, routing) {
   function backoff(worker) {
     const now = Date.now();
     if (now - state.get(worker).born >= STABLE_MS) failures = 0;
-    const at = Math.max(now, nextForkAt) + Math.min(MAX_DELAY, BASE_DELAY * 2 ** failures);
+    const at = Math.max(now, nextForkAt) + Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** failures);
     failures++;
     nextForkAt = at;
     return at - now;
@@ -110,7 +110,7 @@ function createSupervisor(cluster, routing) {
   // How often hangs are looked for: a fraction of the timeout, so one is
   // seen soon after it passes, within bounds that keep the primary idle.
   function hangInterval(limit) {
-    return Math.min(1000, Math.max(50, Math.floor(limit / 8)));
+    return Math.min(HANG_POLL_MAX_MS, Math.max(HANG_POLL_MIN_MS, Math.floor(limit / HANG_POLL_DIVISOR)));
   }
 
   // Resolves once `worker` serves every address in `needed` (or, with
@@ -184,7 +184,7 @@ function createSupervisor(cluster, routing) {
       if (options !== undefined && (options === null || typeof options !== 'object')) {
         throw invalidArgType('options', 'object', options);
       }
-      const { drainTimeout = cluster.settings.drainTimeout ?? DRAIN_TIMEOUT, readyTimeout = READY_TIMEOUT } =
+      const { drainTimeout = cluster.settings.drainTimeout ?? DRAIN_TIMEOUT_MS, readyTimeout = READY_TIMEOUT_MS } =
         options || {};
       validateValue('options.drainTimeout', 'ms', drainTimeout);
       validateValue('options.readyTimeout', 'ms', readyTimeout);
@@ -220,7 +220,7 @@ function createSupervisor(cluster, routing) {
       if (old === undefined) return;
       backoff(old);
       run(() => replace(old, 'memory', { rss: rss.get(old.process.pid) },
-                        { drainTimeout: cluster.settings.drainTimeout ?? DRAIN_TIMEOUT, readyTimeout: READY_TIMEOUT }))
+                        { drainTimeout: cluster.settings.drainTimeout ?? DRAIN_TIMEOUT_MS, readyTimeout: READY_TIMEOUT_MS }))
         .catch((err) => process.emitWarning(`rs-cluster: ${err.message}`, { code: err.code }));
     });
   }
@@ -251,7 +251,7 @@ function createSupervisor(cluster, routing) {
       const st = { env, born: Date.now(), keys: new Set(), online: false, saidReady: false, check: noop };
       st.exited = new Promise((resolve) => { st.resolveExit = resolve; });
       state.set(worker, st);
-      if (cluster.settings.maxMemory && sampler === null) sampler = setInterval(sample, SAMPLE_MS).unref();
+      if (cluster.settings.maxMemory && sampler === null) sampler = setInterval(sample, MEMORY_SAMPLE_MS).unref();
       const hang = cluster.settings.hangTimeout;
       if (hang && hangWatch === null) hangWatch = setInterval(watchHangs, hangInterval(hang)).unref();
     },
@@ -320,4 +320,4 @@ function createSupervisor(cluster, routing) {
   };
 }
 
-module.exports = { createSupervisor, exitText, STABLE_MS };
+module.exports = { createSupervisor, exitText };

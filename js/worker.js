@@ -4,6 +4,17 @@
 
 const EventEmitter = require('node:events');
 
+// For the type check: a Worker is an EventEmitter (set up by hand below, as
+// Node does, so Worker stays callable without `new`) with the methods each
+// side adds.
+/**
+ * @typedef {Worker & EventEmitter & { disconnect(): any, destroy(signo?: string): void }} WorkerObject
+ */
+
+/**
+ * @constructor
+ * @this {WorkerObject}
+ */
 function Worker(options) {
   if (!(this instanceof Worker)) return new Worker(options);
   EventEmitter.call(this);
@@ -21,6 +32,7 @@ function Worker(options) {
 Object.setPrototypeOf(Worker.prototype, EventEmitter.prototype);
 Object.setPrototypeOf(Worker, EventEmitter);
 
+/** @this {WorkerObject} */
 Worker.prototype.kill = function kill(...args) {
   return this.destroy(...args);
 };
@@ -37,4 +49,5 @@ Worker.prototype.isConnected = function isConnected() {
   return this.process.connected;
 };
 
-module.exports = Worker;
+module.exports = /** @type {{ new (options?: object): WorkerObject, (options?: object): WorkerObject,
+  prototype: WorkerObject }} */ (Worker);

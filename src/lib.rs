@@ -1,4 +1,3 @@
-#![deny(clippy::all)]
 //! rs-cluster's N-API binding: the thin layer JavaScript sees. Cluster logic
 //! lives in `rs-cluster-core` (crates/core), which knows nothing of N-API;
 //! here are type conversion, the threadsafe function for primary events,

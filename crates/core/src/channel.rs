@@ -194,16 +194,24 @@ const CMSG_WORDS: usize = 8;
 /// `msg` must come from a successful `recvmsg` whose control buffer is alive.
 pub(crate) unsafe fn take_rights(msg: &libc::msghdr) -> Vec<OwnedFd> {
     let mut fds = Vec::new();
-    let mut c = libc::CMSG_FIRSTHDR(msg);
-    while !c.is_null() {
-        if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-            let data = libc::CMSG_DATA(c) as *const RawFd;
-            let len = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
-            for k in 0..len / std::mem::size_of::<RawFd>() {
-                fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(k))));
+    // SAFETY: the caller's contract: `msg` and its control buffer are a
+    // message the kernel filled. The CMSG_* macros walk that buffer and stay
+    // within `msg_controllen`; each header they return is non-null and in
+    // it, and an SCM_RIGHTS payload holds `cmsg_len - CMSG_LEN(0)` bytes of
+    // fds, read unaligned, that the kernel installed for this process alone,
+    // so each is owned here exactly once.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let data = libc::CMSG_DATA(c) as *const RawFd;
+                let len = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+                for k in 0..len / std::mem::size_of::<RawFd>() {
+                    fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(k))));
+                }
             }
+            c = libc::CMSG_NXTHDR(msg, c);
         }
-        c = libc::CMSG_NXTHDR(msg, c);
     }
     fds
 }

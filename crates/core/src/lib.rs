@@ -1,4 +1,3 @@
-#![deny(clippy::all)]
 //! rs-cluster's core: everything but N-API. The control protocol and its
 //! channel, the connection hand-off channel, the page of memory a worker
 //! shares with the primary, the primary's reactor, and the worker's intake
