@@ -5,12 +5,16 @@
 // side, both warm, and wrk switches between them every few seconds, so a
 // slow spell of the machine hits both. Each round gives a ratio; the median
 // of the ratios is steadier than a ratio of two runs minutes apart. The
-// primary's CPU is shown apart from the workers'.
+// primary's CPU is shown apart from the workers'. A side may be rs-cluster
+// from another checkout (`rs:rr@../old`, built there): two versions of
+// rs-cluster, paired. With --syscalls, each side's system calls per request
+// are counted afterwards, in a window of their own (tracing costs CPU).
 //
-//   node bench/paired.js [--a rs:rr] [--b node:none] [--rounds 10] [--duration 3]
+//   node bench/paired.js [--a rs:rr] [--b node:none] [--rounds 10] [--duration 3] [--syscalls]
 
 const path = require('node:path');
 const tracker = require('./lib/tracker');
+const syscalls = require('./lib/syscalls');
 const loaders = require('./lib/loaders');
 const procs = require('../scripts/lib/procs');
 const { freePort } = require('../scripts/lib/net');
@@ -18,8 +22,7 @@ const { parseCli } = require('../scripts/lib/cli');
 
 const ROOT = path.resolve(__dirname, '..');
 const APP = path.join(__dirname, 'app.js');
-const REGISTER = path.join(ROOT, 'js', 'register.js');
-const USAGE = 'usage: npm run bench:paired -- [--a rs:rr] [--b node:none] [--rounds N] [--duration S] [--connections N]';
+const USAGE = 'usage: npm run bench:paired -- [--a rs:rr] [--b node:none] [--rounds N] [--duration S] [--connections N] [--syscalls]';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const median = (v) => {
   const s = [...v].sort((x, y) => x - y);
@@ -30,21 +33,26 @@ const median = (v) => {
 const { values, fail, number } = parseCli({
   name: 'bench:paired',
   usage: USAGE,
-  help: `${USAGE}\n  --a, --b        impl:policy, impl rs or node, policy rr or none (default rs:rr, node:none)\n` +
+  help: `${USAGE}\n  --a, --b        impl:policy[@checkout], impl rs or node, policy rr or none (default rs:rr, node:none);\n` +
+    '                  @checkout: rs-cluster as built in that directory\n' +
     '  --rounds N      paired rounds (default 10)\n  --duration S    seconds of wrk per side and round (default 3)\n' +
-    '  --connections N wrk connections (default 64)',
+    '  --connections N wrk connections (default 64)\n  --syscalls      then count each side\'s system calls per request (perf)',
   options: {
     a: { type: 'string', default: 'rs:rr' },
     b: { type: 'string', default: 'node:none' },
     rounds: { type: 'string' },
     duration: { type: 'string' },
     connections: { type: 'string' },
+    syscalls: { type: 'boolean', default: false },
   },
 });
 const side = (spec) => {
-  const [impl, policy] = spec.split(':');
-  if (!['rs', 'node'].includes(impl) || !['rr', 'none'].includes(policy)) fail(`not impl:policy: ${spec}`);
-  return { impl, policy, name: spec };
+  const [pair, checkout] = spec.split('@');
+  const [impl, policy] = pair.split(':');
+  if (!['rs', 'node'].includes(impl) || !['rr', 'none'].includes(policy)) fail(`not impl:policy[@checkout]: ${spec}`);
+  if (checkout !== undefined && impl !== 'rs') fail(`only an rs side comes from a checkout: ${spec}`);
+  const root = checkout === undefined ? ROOT : path.resolve(checkout);
+  return { impl, policy, name: spec, register: path.join(root, 'js', 'register.js') };
 };
 const sides = [side(values.a), side(values.b)];
 const rounds = number('rounds', { def: 10 });
@@ -61,7 +69,7 @@ async function load(port, seconds) {
 
 async function start(s) {
   s.port = await freePort();
-  const args = s.impl === 'rs' ? ['-r', REGISTER, APP] : [APP];
+  const args = s.impl === 'rs' ? ['-r', s.register, APP] : [APP];
   s.child = tracker.spawnTracked(process.execPath, args, {
     env: { ...process.env, NODE_CLUSTER_SCHED_POLICY: s.policy, WORKERS: '2', PORT: `${s.port}` },
     stdio: 'ignore',
@@ -87,6 +95,22 @@ async function measure(s) {
   s.primary.push(((procs.cpuSeconds(s.child.pid) - p0) * 1e6) / n);
 }
 
+// System calls per request of one side, over `duration` seconds of load.
+async function countSyscalls(s, perf) {
+  const pids = [s.child.pid, ...procs.descendants(s.child.pid)];
+  const counter = syscalls.attach(pids, perf.breakdown.length > 0 ? perf.breakdown : []);
+  await counter.enable();
+  let n;
+  try {
+    n = await load(s.port, duration);
+  } catch (err) {
+    counter.abort();
+    throw err;
+  }
+  const counted = await counter.finish();
+  return { perRequest: counted.total / n, bySyscall: counted.bySyscall, requests: n };
+}
+
 async function main() {
   tracker.installCleanup();
   wrk = loaders.pick('wrk', { install: false, log: (line) => process.stderr.write(`${line}\n`) });
@@ -104,6 +128,16 @@ async function main() {
   }
   console.log(`${sides[0].name} / ${sides[1].name}: ${median(ratios).toFixed(3)}× (rounds ` +
               `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}×)`);
+  if (values.syscalls) {
+    const perf = syscalls.probe();
+    if (!perf.ok) throw new Error(`--syscalls: ${perf.note}`);
+    for (const s of sides) {
+      const c = await countSyscalls(s, perf);
+      const top = c.bySyscall === null ? '' : ` = ${Object.entries(c.bySyscall).filter(([, v]) => v / c.requests >= 0.05)
+        .sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${(v / c.requests).toFixed(2)}`).join(', ')}`;
+      console.log(`${s.name.padEnd(10)} syscalls ${c.perRequest.toFixed(2)}/req${top}`);
+    }
+  }
   tracker.killAll();
 }
 
