@@ -2,10 +2,13 @@
 //! rs-cluster's N-API binding: the thin layer JavaScript sees. Cluster logic
 //! lives in `rs-cluster-core` (crates/core), which knows nothing of N-API;
 //! here are type conversion, the threadsafe function for primary events,
-//! errors turned into JS errors (`errors.rs`), and the libuv shell of the
-//! worker's channel (`uv.rs`, `worker_channel.rs`).
+//! errors turned into JS errors (`errors.rs`), and the worker's channel:
+//! its class (`worker_channel.rs`), its libuv shell (`worker_shell.rs`,
+//! `uv.rs`) and the raw N-API that shell needs (`napi_raw.rs`).
 
 mod errors;
+mod napi_raw;
 pub mod primary;
 mod uv;
 pub mod worker_channel;
+mod worker_shell;
