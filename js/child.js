@@ -2,9 +2,10 @@
 // The worker's side of the cluster API. Node's `net` and `dgram` ask the
 // built-in cluster module whether they run in a worker and, if so, call its
 // `_getServer(server, query, cb)` with fully normalised arguments; this file
-// answers those calls through the primary's Rust reactor. Connections arrive
-// on the control channel (read on this process's own event loop by
-// `WorkerChannel`) and enter Node's server through its own `onconnection`.
+// answers those calls through the primary's Rust reactor. Replies to its
+// queries arrive on the control channel, connections on the hand-off
+// channel, both read on this process's own event loop by `WorkerChannel`;
+// a connection enters Node's server through its own `onconnection`.
 
 const EventEmitter = require('node:events');
 const os = require('node:os');

@@ -2,16 +2,18 @@
 //! own event loop through libuv poll handles, the control channel (server
 //! replies) and the hand-off channel (connections). It carries out what
 //! `rs_cluster_core::worker::Intake` decides: it does the I/O, runs the
-//! libuv handles and calls into JS, and decides nothing itself.
+//! libuv handles and calls into JS, and decides nothing itself. Its libuv
+//! callbacks (below) call JS holding no reference to the Shell, so JS may
+//! re-enter the channel (query, close) from its callback; how the Shell is
+//! started, reached and freed is `owner.rs`.
 //!
 //! Why poll handles and not a thread: a receive thread has to wake the JS
 //! loop through a threadsafe function (a thread wakeup, then `uv_async`) for
 //! every connection; a poll handle costs one readiness callback, on the loop
 //! that runs the JS anyway.
 
-use std::ffi::c_void;
+use std::ffi::{c_int, c_void};
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd};
-use std::ptr::NonNull;
 use std::rc::Rc;
 
 use napi::bindgen_prelude::*;
@@ -23,12 +25,14 @@ use rs_cluster_core::page::{monotonic_ns, Page};
 use rs_cluster_core::protocol::{Decoder, Frame, Handoff, Returned};
 use rs_cluster_core::worker::{Got, Handed, Intake, Step};
 
-use crate::napi_raw::{self, AsyncContext, Callback};
+use crate::errors::js_error;
+use crate::napi_raw::{AsyncContext, Callback, Scope};
 use crate::uv::{self, Uv};
 use crate::worker_channel::{Conn, ServerReply};
 
-mod callbacks;
-use callbacks::{on_check, on_control, on_handoff, on_timer};
+mod owner;
+pub use owner::Owner;
+use owner::ShellRef;
 
 /// What calls into JS need. Shared: a call holds its own count, so JS may
 /// close the channel during the call without pulling this from under it.
@@ -67,115 +71,6 @@ pub struct Shell {
     replies: Vec<ServerReply>,
     closed: bool,
     scratch: Vec<u8>,
-}
-
-/// The soft open-files limit, which Node has already raised to the hard one.
-fn fd_limit() -> u64 {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `rl` is a valid out-pointer.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 || rl.rlim_cur == libc::RLIM_INFINITY {
-        return u64::MAX;
-    }
-    rl.rlim_cur
-}
-
-/// The Shell, owned by the `WorkerChannel`; closed and freed when it goes.
-pub struct Owner(ShellRef);
-
-impl Owner {
-    /// Starts the control poll (unref'd until a server listens), the turn
-    /// counter and the timer (never keeping the loop alive).
-    pub fn start(env: &Env, chan: Channel, js: Js) -> std::result::Result<Owner, Error> {
-        let uv = uv::uv().during("dlsym")?;
-        let loop_ = napi_raw::uv_loop(env)
-            .ok_or_else(|| Error::os("napi_get_uv_event_loop", std::io::Error::other("no loop")))?;
-        let fd = chan.raw();
-        let shell = Box::new(Shell {
-            uv,
-            loop_,
-            chan: Some(chan),
-            dec: Decoder::default(),
-            handoff: None,
-            page: None,
-            intake: Intake::new(fd_limit(), monotonic_ns()),
-            control: None,
-            handoff_poll: None,
-            polling: false,
-            check: None,
-            timer: None,
-            js: Some(Rc::new(js)),
-            replies: Vec::new(),
-            closed: false,
-            scratch: Vec::with_capacity(256),
-        });
-        let me = ShellRef(NonNull::from(Box::leak(shell)));
-        let owner = Owner(me);
-        let started = me.with(|s| -> std::result::Result<(), Error> {
-            let (ptr, loop_) = (me.0.as_ptr(), s.loop_);
-            // SAFETY: this thread's loop; the handles point at the Shell,
-            // which closes them before it is freed.
-            let (control, check, timer) = unsafe {
-                (
-                    uv::Handle::poll(uv, loop_, fd, ptr).during("uv_poll_init")?,
-                    uv::Handle::check(uv, loop_, ptr).during("uv_check_init")?,
-                    uv::Handle::timer(uv, loop_, ptr).during("uv_timer_init")?,
-                )
-            };
-            for h in [&control, &check, &timer] {
-                h.set_ref(false);
-            }
-            check.start_check(on_check).during("uv_check_start")?;
-            timer
-                .start_timer(on_timer, Intake::timer_period_ms())
-                .during("uv_timer_start")?;
-            control
-                .start_poll(uv::READABLE | uv::DISCONNECT, on_control)
-                .during("uv_poll_start")?;
-            (s.control, s.check, s.timer) = (Some(control), Some(check), Some(timer));
-            Ok(())
-        });
-        started.map(|()| owner)
-    }
-
-    pub fn with<R>(&mut self, f: impl FnOnce(&mut Shell) -> R) -> R {
-        self.0.with(f)
-    }
-}
-
-impl Drop for Owner {
-    fn drop(&mut self) {
-        self.0.with(Shell::close);
-        // SAFETY: the Box leaked in `start`; its handles are closed, so no
-        // callback reaches it any more, and this is its one owner.
-        drop(unsafe { Box::from_raw(self.0 .0.as_ptr()) });
-    }
-}
-
-/// A live Shell, on the JS thread.
-#[derive(Clone, Copy)]
-struct ShellRef(NonNull<Shell>);
-
-impl ShellRef {
-    /// The Shell of a uv handle's callback.
-    ///
-    /// # Safety
-    /// `handle` is one of a live Shell's open handles (`data` points at it).
-    unsafe fn of(handle: *mut c_void) -> ShellRef {
-        // SAFETY: per the contract; `data` is the first field of a uv handle.
-        ShellRef(unsafe { NonNull::new_unchecked(*(handle as *mut *mut Shell)) })
-    }
-
-    /// The one way to the Shell: no reference to it outlives `f`, and `f`
-    /// never calls JS, so JS re-entering the channel finds none alive.
-    fn with<R>(self, f: impl FnOnce(&mut Shell) -> R) -> R {
-        // SAFETY: a ShellRef exists only for a live Shell (its owner frees it
-        // after closing every handle), used on the JS thread; per the above,
-        // this is the only reference at the time.
-        f(unsafe { &mut *self.0.as_ptr() })
-    }
 }
 
 impl Shell {
@@ -325,5 +220,143 @@ impl Shell {
             };
             let _ = handoff::send_one(end.as_fd(), &record, fd.as_raw_fd());
         }
+    }
+}
+
+/// Runs a uv callback's work. A panic must not unwind into libuv: it
+/// becomes the channel's error.
+fn guarded(shell: ShellRef, work: impl FnOnce()) {
+    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+        finish(shell, Error::from_panic(payload));
+    }
+}
+
+unsafe extern "C" fn on_control(handle: *mut c_void, status: c_int, _events: c_int) {
+    // SAFETY: libuv calls this only for the control handle, while open.
+    let shell = unsafe { ShellRef::of(handle) };
+    guarded(shell, || {
+        let read = shell.with(|s| match (s.closed, status < 0) {
+            (true, _) => None,
+            (false, true) => Some(Err(Error::os("uv_poll", std::io::Error::from_raw_os_error(-status)))),
+            (false, false) => Some(s.drain_control()),
+        });
+        if let Some(read) = read {
+            settle(shell, read);
+        }
+    })
+}
+
+unsafe extern "C" fn on_handoff(handle: *mut c_void, _status: c_int, _events: c_int) {
+    // SAFETY: libuv calls this only for the hand-off handle, while open.
+    let shell = unsafe { ShellRef::of(handle) };
+    guarded(shell, || {
+        let now = monotonic_ns();
+        let Some(turn) = shell.with(|s| (!s.closed).then(|| s.intake.on_readable(now))) else {
+            return;
+        };
+        if turn.replies_first {
+            let read = shell.with(Shell::drain_control);
+            let ended = !matches!(read, Ok(false));
+            settle(shell, read);
+            if ended {
+                return;
+            }
+        }
+        match shell.with(|s| s.take_one(turn.read_one, now)) {
+            Ok(Some((record, fd))) => hand_over(shell, record, fd),
+            Ok(None) => {}
+            Err(e) => finish(shell, e),
+        }
+    })
+}
+
+unsafe extern "C" fn on_check(handle: *mut c_void) {
+    // SAFETY: libuv calls this only for the check handle, while open.
+    let shell = unsafe { ShellRef::of(handle) };
+    guarded(shell, || {
+        shell.with(|s| {
+            if let (Some(page), Some(js)) = (&s.page, &s.js) {
+                page.turned(monotonic_ns());
+                let closed = s.intake.on_turn(js.conn.closed());
+                if closed != 0 {
+                    page.closed(closed);
+                }
+            }
+        })
+    })
+}
+
+unsafe extern "C" fn on_timer(handle: *mut c_void) {
+    // SAFETY: libuv calls this only for the timer handle, while open.
+    let shell = unsafe { ShellRef::of(handle) };
+    guarded(shell, || {
+        let resumed = shell.with(|s| {
+            let lag = s.intake.on_timer(monotonic_ns());
+            if let Some(page) = &s.page {
+                page.lagged(lag);
+            }
+            s.follow_intake()
+        });
+        if let Err(e) = resumed {
+            finish(shell, e);
+        }
+    })
+}
+
+/// Delivers pending replies, then closes the channel if reading ended it.
+fn settle(shell: ShellRef, read: std::result::Result<bool, Error>) {
+    let (js, replies) = shell.with(|s| (s.js.clone(), std::mem::take(&mut s.replies)));
+    if let (Some(js), false) = (js, replies.is_empty()) {
+        call_control(&js, Some(replies), None);
+    }
+    match read {
+        Ok(false) => {}
+        Ok(true) => finish(shell, Error::Closed),
+        Err(e) => finish(shell, e),
+    }
+}
+
+/// Offers a connection to JS; if no server takes it, it goes back.
+fn hand_over(shell: ShellRef, record: Handoff, fd: OwnedFd) {
+    let taken = shell.with(|s| s.js.clone()).is_some_and(|js| {
+        js.conn.offer(record.handle, fd.as_raw_fd());
+        if let Some(scope) = Scope::open(js.env) {
+            js.on_connection.call(&scope, &js.ctx, &[]);
+        }
+        js.conn.taken()
+    });
+    shell.with(|s| s.handed(record, fd, taken));
+}
+
+/// Closes the channel and tells JS why, once.
+fn finish(shell: ShellRef, why: Error) {
+    let js = shell.with(|s| {
+        let js = s.js.take();
+        s.close();
+        js
+    });
+    if let Some(js) = js {
+        call_control(&js, None, Some(why));
+    }
+}
+
+/// `onControl(replies, error)`.
+fn call_control(js: &Js, replies: Option<Vec<ServerReply>>, error: Option<Error>) {
+    let env = js.env;
+    let Some(scope) = Scope::open(env) else { return };
+    let made = (|| -> Result<[sys::napi_value; 2]> {
+        // SAFETY: values made on the env's thread, inside `scope`.
+        unsafe {
+            Ok([
+                ToNapiValue::to_napi_value(env, replies)?,
+                match &error {
+                    None => Null::to_napi_value(env, Null)?,
+                    Some(e) => js_error(&Env::from_raw(env), e)?.raw(),
+                },
+            ])
+        }
+    })();
+    if let Ok(args) = made {
+        js.on_control.call(&scope, &js.ctx, &args);
     }
 }
