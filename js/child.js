@@ -2,9 +2,10 @@
 // The worker's side of the cluster API. Node's `net` and `dgram` ask the
 // built-in cluster module whether they run in a worker and, if so, call its
 // `_getServer(server, query, cb)` with fully normalised arguments; this file
-// answers those calls through the primary's Rust reactor. Connections arrive
-// on the control channel (read on this process's own event loop by
-// `WorkerChannel`) and enter Node's server through its own `onconnection`.
+// answers those calls through the primary's Rust reactor. Replies to its
+// queries arrive on the control channel, connections on the hand-off
+// channel, both read on this process's own event loop by `WorkerChannel`;
+// a connection enters Node's server through its own `onconnection`.
 
 const EventEmitter = require('node:events');
 const os = require('node:os');
@@ -32,10 +33,16 @@ let querySeq = 0;
 let channel = null;
 let channelClosing = false;
 
-// `[handle, fd, taken, closed]`, shared with Rust: the connection it hands
-// over (one per loop turn), `taken` = 1 when this process owns the fd, and
-// how many connections have closed (wrapping), which Rust copies into the
-// page once per loop turn: no call into the addon per closed connection.
+// Shared with Rust, by the names of its `ConnSlot`s: the connection it
+// offers (one per loop turn: its server's HANDLE and its FD), TAKEN = 1 when
+// this process owns the fd, and how many connections have CLOSED (wrapping),
+// which Rust copies into the page once per loop turn: no call into the addon
+// per closed connection.
+const { ConnSlot } = native;
+const HANDLE = ConnSlot.Handle;
+const FD = ConnSlot.Fd;
+const TAKEN = ConnSlot.Taken;
+const CLOSED = ConnSlot.Closed;
 const conn = new Int32Array(4);
 
 // The channel keeps the process alive only while a round-robin server
@@ -95,7 +102,7 @@ function getServer(obj, options, cb) {
     seq,
     key: `${indexesKey}:${index}`,
     family,
-    address: typeof address === 'string' ? address : null,
+    address: typeof address === 'string' ? address : undefined,
     // dgram leaves the port as given (bind() without one: undefined) and
     // binds `port || 0`, as Node's primary does.
     port: udp ? Math.trunc(+options.port) || 0 : intOr(options.port, -1),
@@ -105,12 +112,12 @@ function getServer(obj, options, cb) {
     readableAll: !!options.readableAll,
     pipeMode: PIPE_MODE,
     writableAll: !!options.writableAll,
-    data: typeof obj._getServerData === 'function' ? obj._getServerData() : null,
+    data: (typeof obj._getServerData === 'function' ? obj._getServerData() : null) ?? null,
   };
   pending.set(seq, { obj, cb, indexesKey, index, family });
   addRef();
   try {
-    channel.query(JSON.stringify(query));
+    channel.query(query);
   } catch (err) {
     pending.delete(seq);
     dropRef();
@@ -226,26 +233,25 @@ function listenRoundRobin(p, reply) {
 // (closed, or at maxConnections) goes back to the primary, which gives it
 // to another worker.
 function onConnection() {
-  const entry = servers.get(conn[0]);
+  const entry = servers.get(conn[HANDLE]);
   const ok = entry !== undefined && entry.rr === true &&
     typeof entry.handle.onconnection === 'function' &&
     (entry.obj.maxConnections == null || (entry.obj._connections | 0) < entry.obj.maxConnections);
   if (!ok) return;
-  const handle = handles.connection(entry.kind, conn[1]);
-  conn[2] = 1;
+  const handle = handles.connection(entry.kind, conn[FD]);
+  conn[TAKEN] = 1;
   entry.handle.onconnection(0, handle);
 }
 
 // A connection's handle closed: it leaves the worker's live connections.
 handles.onConnectionClose(() => {
-  conn[3] = (conn[3] + 1) | 0;
+  conn[CLOSED] = (conn[CLOSED] + 1) | 0;
 });
 
-function onChannel(hasConn, replies, error) {
+function onControl(replies, error) {
   if (replies !== null) {
-    for (const r of replies) onReply(JSON.parse(r));
+    for (const r of replies) onReply(r);
   }
-  if (hasConn !== 0) onConnection();
   if (error !== null) onChannelLost();
 }
 
@@ -320,7 +326,7 @@ function setup() {
   }
 
   native.setCloexec(fd);
-  channel = new native.WorkerChannel(fd, conn, onChannel);
+  channel = new native.WorkerChannel(fd, conn, onConnection, onControl);
   channel.unref();
 
   const worker = new Worker({ id, process, state: 'online' });
