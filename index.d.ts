@@ -107,6 +107,11 @@ declare namespace cluster {
         address: string;
         /** The listener's scheduling policy: "none" where the workers accept (SCHED_NONE, and UDP). */
         policy: "none" | "rr" | "least" | "sticky" | "random";
+        /**
+         * Who places its connections: `'primary'` (it accepts and hands each over), `'kernel'` (a steered group,
+         * one socket per worker) or `'shared'` (the workers accept on one socket).
+         */
+        placement: "primary" | "kernel" | "shared";
         workers: number[];
         /** Accepted by the primary (null where the workers accept). */
         accepted: number | null;
@@ -168,6 +173,12 @@ declare module "cluster" {
          * `'ip'` (default), or read from the first request's head: `'header:NAME'`, `'cookie:NAME'`, `'query:NAME'`.
          */
         sticky?: "ip" | `header:${string}` | `cookie:${string}` | `query:${string}` | undefined;
+        /**
+         * Where the policy lets the kernel decide (round-robin on TCP, Linux): `'kernel'` puts each connection in
+         * the accept queue of its worker's own socket of a steered `SO_REUSEPORT` group, `'primary'` has the
+         * primary accept and hand it over (RS_CLUSTER_PLACEMENT). Default `'primary'`.
+         */
+        placement?: "kernel" | "primary" | undefined;
         /**
          * Serve GET /metrics (Prometheus text) and GET /stats (JSON) from the primary at `[host:]port`
          * (host default 127.0.0.1) or a port number (RS_CLUSTER_METRICS). A listen error such as

@@ -33,8 +33,8 @@ const median = (v) => {
 const { values, fail, number } = parseCli({
   name: 'bench:paired',
   usage: USAGE,
-  help: `${USAGE}\n  --a, --b        impl:policy[@checkout], impl rs or node, policy rr or none (default rs:rr, node:none);\n` +
-    '                  @checkout: rs-cluster as built in that directory\n' +
+  help: `${USAGE}\n  --a, --b        impl:policy[:placement][@checkout], impl rs or node, policy rr or none (default rs:rr,\n` +
+    '                  node:none); placement kernel or primary (rs); @checkout: rs-cluster as built in that directory\n' +
     '  --rounds N      paired rounds (default 10)\n  --duration S    seconds of wrk per side and round (default 3)\n' +
     '  --connections N wrk connections (default 64)\n  --syscalls      then count each side\'s system calls per request (perf)',
   options: {
@@ -47,12 +47,13 @@ const { values, fail, number } = parseCli({
   },
 });
 const side = (spec) => {
-  const [pair, checkout] = spec.split('@');
-  const [impl, policy] = pair.split(':');
-  if (!['rs', 'node'].includes(impl) || !['rr', 'none'].includes(policy)) fail(`not impl:policy[@checkout]: ${spec}`);
-  if (checkout !== undefined && impl !== 'rs') fail(`only an rs side comes from a checkout: ${spec}`);
+  const [triple, checkout] = spec.split('@');
+  const [impl, policy, placement] = triple.split(':');
+  if (!['rs', 'node'].includes(impl) || !['rr', 'none'].includes(policy)) fail(`not impl:policy[:placement][@checkout]: ${spec}`);
+  if ((checkout !== undefined || placement !== undefined) && impl !== 'rs') fail(`only an rs side has a checkout or a placement: ${spec}`);
+  if (placement !== undefined && !['kernel', 'primary'].includes(placement)) fail(`placement kernel or primary: ${spec}`);
   const root = checkout === undefined ? ROOT : path.resolve(checkout);
-  return { impl, policy, name: spec, register: path.join(root, 'js', 'register.js') };
+  return { impl, policy, placement, name: spec, register: path.join(root, 'js', 'register.js') };
 };
 const sides = [side(values.a), side(values.b)];
 const rounds = number('rounds', { def: 10 });
@@ -71,7 +72,7 @@ async function start(s) {
   s.port = await freePort();
   const args = s.impl === 'rs' ? ['-r', s.register, APP] : [APP];
   s.child = tracker.spawnTracked(process.execPath, args, {
-    env: { ...process.env, NODE_CLUSTER_SCHED_POLICY: s.policy, WORKERS: '2', PORT: `${s.port}` },
+    env: { ...process.env, NODE_CLUSTER_SCHED_POLICY: s.policy, RS_CLUSTER_PLACEMENT: s.placement, WORKERS: '2', PORT: `${s.port}` },
     stdio: 'ignore',
   }, s.name, { tree: true });
   const until = Date.now() + 15000;

@@ -35,15 +35,17 @@ let channelClosing = false;
 
 // Shared with Rust, by the names of its `ConnSlot`s: the connection it
 // offers (one per loop turn: its server's HANDLE and its FD), TAKEN = 1 when
-// this process owns the fd, and how many connections have CLOSED (wrapping),
-// which Rust copies into the page once per loop turn: no call into the addon
-// per closed connection.
+// this process owns the fd, and how many connections have CLOSED and how many
+// its servers accepted themselves from kernel-placed sockets (PLACED), both
+// wrapping, which Rust copies into the page once per loop turn: no call into
+// the addon per connection.
 const { ConnSlot } = native;
 const HANDLE = ConnSlot.Handle;
 const FD = ConnSlot.Fd;
 const TAKEN = ConnSlot.Taken;
 const CLOSED = ConnSlot.Closed;
-const conn = new Int32Array(4);
+const PLACED = ConnSlot.Placed;
+const conn = new Int32Array(PLACED + 1);
 
 // The channel keeps the process alive only while a round-robin server
 // listens (and is ref'd) or a query waits for its answer.
@@ -186,8 +188,47 @@ function listenShared(p, reply) {
     forget(id, p);
     return close.apply(this, args);
   };
-  servers.set(id, { handle, obj: p.obj, kind });
+  if (reply.placed) countPlaced(handle);
+  // A kernel-placed server also takes what the primary rescues from a
+  // worker that could not (onConnection), as a round-robin one does.
+  servers.set(id, { handle, obj: p.obj, kind, rr: reply.placed, placed: reply.placed });
   p.cb(0, handle);
+}
+
+// net's own `onconnection` of a kernel-placed server, kept aside.
+const NET_ONCONNECTION = Symbol('net onconnection');
+
+// The server's handle counts each connection it accepts itself, and that
+// connection's close, for the page: net's `onconnection` (set after this)
+// is kept aside and called through `onPlacedConnection`.
+function countPlaced(handle) {
+  Object.defineProperty(handle, 'onconnection', {
+    configurable: true,
+    enumerable: true,
+    get() {
+      return onPlacedConnection;
+    },
+    set(fn) {
+      this[NET_ONCONNECTION] = fn;
+    },
+  });
+}
+
+/** @this {any} the server's handle; `client` is Node's own, made in C++ */
+function onPlacedConnection(err, client) {
+  if (client) {
+    conn[PLACED] = (conn[PLACED] + 1) | 0;
+    client.close = closePlaced;
+  }
+  return this[NET_ONCONNECTION](err, client);
+}
+
+// Set, never deleted, so every placed connection keeps one shape.
+/** @this {any} */
+function closePlaced(callback) {
+  this.close = Object.getPrototypeOf(this).close;
+  countClose();
+  return this.close(callback);
 }
 
 // SCHED_RR: the primary listens; this server gets a stand-in handle whose
@@ -240,13 +281,16 @@ function onConnection() {
   if (!ok) return;
   const handle = handles.connection(entry.kind, conn[FD]);
   conn[TAKEN] = 1;
-  entry.handle.onconnection(0, handle);
+  // Counted as handed over, not as placed.
+  if (entry.placed) entry.handle[NET_ONCONNECTION](0, handle);
+  else entry.handle.onconnection(0, handle);
 }
 
 // A connection's handle closed: it leaves the worker's live connections.
-handles.onConnectionClose(() => {
+function countClose() {
   conn[CLOSED] = (conn[CLOSED] + 1) | 0;
-});
+}
+handles.onConnectionClose(countClose);
 
 function onControl(replies, error) {
   if (replies !== null) {

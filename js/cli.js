@@ -20,6 +20,7 @@ const OPTIONS = {
   workers: { type: 'string', short: 'w' },
   policy: { type: 'string' },
   'sticky-key': { type: 'string' },
+  placement: { type: 'string' },
   'drain-timeout': { type: 'string' },
   'hang-timeout': { type: 'string' },
   'max-memory': { type: 'string' },
@@ -36,6 +37,7 @@ const SETTING_FLAGS = {
   'hang-timeout': 'hangTimeout',
   'max-memory': 'maxMemory',
   'sticky-key': 'sticky',
+  placement: 'placement',
   metrics: 'metrics',
 };
 
@@ -55,6 +57,9 @@ const HELP = `rs-cluster [options] <script> [script args...]   run an unchanged 
                           the worker with the fewest live connections, a client's own worker, or the
                           less loaded of two workers drawn at random
   --sticky-key <key>      ip|header:NAME|cookie:NAME|query:NAME, with --policy sticky (default ip)
+  --placement <kernel|primary>
+                          with rr on TCP (Linux): the kernel queues each connection at its worker's own
+                          socket, steered by the primary (kernel), or the primary hands it over (default)
   --drain-timeout <ms>    graceful stop and reload: how long a worker may finish (default ${DRAIN_TIMEOUT_MS})
   --hang-timeout <ms>     replace a worker whose event loop is stuck this long (default 0 = off)
   --max-memory <MB>       replace a worker whose RSS exceeds this, gracefully (default off)
@@ -71,7 +76,7 @@ Signals: SIGHUP = rolling reload; SIGTERM or SIGINT = graceful stop (no new conn
 work finishes within the drain timeout, exit 0); a second SIGINT = stop now (exit 130).
 Exit status: 0 after a stop, 1 if the workers could never start or all exited with respawn off,
 2 on a usage error. Environment: RS_CLUSTER_RESPAWN, RS_CLUSTER_DRAIN_TIMEOUT, RS_CLUSTER_HANG_TIMEOUT,
-RS_CLUSTER_MAX_MEMORY, RS_CLUSTER_WAIT_READY, RS_CLUSTER_METRICS, NODE_CLUSTER_SCHED_POLICY, RS_CLUSTER_STICKY_KEY
+RS_CLUSTER_MAX_MEMORY, RS_CLUSTER_WAIT_READY, RS_CLUSTER_METRICS, NODE_CLUSTER_SCHED_POLICY, RS_CLUSTER_STICKY_KEY, RS_CLUSTER_PLACEMENT
 (flags win).
 `;
 

@@ -163,7 +163,7 @@ function getReactor() {
     // An unknown policy (frozen after its assertion) shares handles, as
     // node:cluster does with anything but SCHED_RR.
     const policy = Object.values(POLICIES).includes(schedulingPolicy) ? schedulingPolicy : SCHED_NONE;
-    reactor = new native.PrimaryReactor(policy, cluster.settings.sticky, onReactorEvent);
+    reactor = new native.PrimaryReactor(policy, cluster.settings.sticky, cluster.settings.placement, onReactorEvent);
     // Connections that may wait unread in a worker's queue (README, "Additions").
     const window = Number.parseInt(process.env[WINDOW_ENV], 10);
     if (window > 0) reactor.setWindow(window);

@@ -100,6 +100,11 @@ const METRICS = [
     samples: (s) => s.listeners.map((l) => [{ listener: l.address }, l.queueLimit]),
   },
   {
+    name: 'rs_cluster_listener_info', type: 'gauge', labels: ['listener', 'policy', 'placement'],
+    help: 'A listener\'s scheduling policy and who places its connections (primary, kernel or shared); always 1.',
+    samples: (s) => s.listeners.map((l) => [{ listener: l.address, policy: l.policy, placement: l.placement }, 1]),
+  },
+  {
     name: 'rs_cluster_reloads_total', type: 'counter', labels: [],
     help: 'Rolling reloads started.',
     samples: (s) => [[{}, s.reloads]],

@@ -72,6 +72,8 @@ const SETTINGS = {
   hangTimeout: { type: 'ms', env: 'RS_CLUSTER_HANG_TIMEOUT' },
   maxMemory: { type: 'MB', env: 'RS_CLUSTER_MAX_MEMORY' },
   sticky: { type: 'stickyKey', env: 'RS_CLUSTER_STICKY_KEY' },
+  // Who places connections where the policy lets the kernel decide.
+  placement: { type: 'placement', env: 'RS_CLUSTER_PLACEMENT' },
   // The metrics endpoint (js/metrics-server.js): '[host:]port' or a port number.
   metrics: { type: 'address', env: 'RS_CLUSTER_METRICS' },
 };
@@ -81,6 +83,7 @@ const EXPECTED = {
   ms: `a whole number of milliseconds from 0 to ${MAX}`,
   MB: `a whole number of megabytes from 0 (off) to ${MAX}`,
   stickyKey: "'ip', 'header:NAME', 'cookie:NAME' or 'query:NAME'",
+  placement: "'kernel' or 'primary'",
   address: '[host:]port with a port from 1 to 65535 (an IPv6 host in brackets)',
 };
 
@@ -115,6 +118,11 @@ function validateValue(name, type, value) {
     if (!validStickyKey(value)) throw invalidValue(name, EXPECTED.stickyKey, value);
     return;
   }
+  if (type === 'placement') {
+    if (typeof value !== 'string') throw invalidArgType(name, 'string', value);
+    if (value !== 'kernel' && value !== 'primary') throw invalidValue(name, EXPECTED.placement, value);
+    return;
+  }
   if (type === 'address') {
     if (typeof value === 'number') {
       if (!Number.isInteger(value) || value < 1 || value > 65535) throw outOfRange(name, '>= 1 && <= 65535', value);
@@ -147,6 +155,8 @@ function parseText(key, text, what) {
     if (text === '0' || text === 'false') return false;
   } else if (type === 'stickyKey') {
     if (validStickyKey(text)) return text;
+  } else if (type === 'placement') {
+    if (text === 'kernel' || text === 'primary') return text;
   } else if (type === 'address') {
     if (parseAddress(text) !== null) return text;
   } else if (/^\d{1,10}$/.test(text) && Number(text) <= MAX) {

@@ -11,7 +11,7 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode, 
 use napi_derive::napi;
 use rs_cluster_core::error::{Context, Error};
 use rs_cluster_core::primary::sticky::KeySpec;
-use rs_cluster_core::primary::{Command, Config, Event, Policy, Primary, DEFAULT_WINDOW, POLICIES};
+use rs_cluster_core::primary::{Command, Config, Event, Placement, Policy, Primary, DEFAULT_WINDOW, POLICIES};
 
 use crate::errors::{describe, invalid_arg, invalid_value, to_js};
 use crate::stats::{ReactorStats, WorkerLag};
@@ -119,12 +119,14 @@ pub struct PrimaryReactor {
 #[napi]
 impl PrimaryReactor {
     /// `policy`: a `sched` of `policies()`; SCHED_STICKY is keyed by
-    /// `sticky` (default `ip`).
+    /// `sticky` (default `ip`). `placement`: 'kernel' or 'primary' (default),
+    /// where the policy lets the kernel place connections.
     #[napi(constructor, catch_unwind)]
     pub fn new(
         env: Env,
         policy: u32,
         sticky: Option<String>,
+        #[napi(ts_arg_type = "'kernel' | 'primary' | undefined | null")] placement: Option<String>,
         #[napi(ts_arg_type = "(event: PrimaryEvent) => void")] on_event: Function<PrimaryEvent, UnknownReturnValue>,
     ) -> Result<Self> {
         let mut policy = Policy::from_sched(policy, KeySpec::Ip).ok_or_else(|| invalid_arg(&env, "policy", policy))?;
@@ -154,9 +156,19 @@ impl PrimaryReactor {
             };
             tsfn.call(ev, ThreadsafeFunctionCallMode::NonBlocking);
         });
+        let placement = match placement.as_deref() {
+            None => Placement::Primary,
+            Some(p) => Placement::parse(p).ok_or_else(|| {
+                invalid_value(
+                    &env,
+                    &format!("The argument 'placement' must be 'kernel' or 'primary'. Received {p:?}"),
+                )
+            })?,
+        };
         let config = Config {
             policy,
             window: DEFAULT_WINDOW,
+            placement,
         };
         let primary = Primary::start(config, sink)
             .during("socketpair")

@@ -37,6 +37,9 @@ pub struct ReactorListener {
     /// Its values are index.d.ts's `ListenerStats.policy`.
     #[napi(ts_type = "'none' | 'rr' | 'least' | 'sticky' | 'random'")]
     pub policy: String,
+    /// Its values are index.d.ts's `ListenerStats.placement`.
+    #[napi(ts_type = "'primary' | 'kernel' | 'shared'")]
+    pub placement: String,
     pub workers: Vec<u32>,
     /// Accepted by the primary (when it accepts).
     pub accepted: Option<f64>,
@@ -116,6 +119,7 @@ impl From<&ListenerStats> for ReactorListener {
             id: l.id,
             address: l.address.clone(),
             policy: l.policy.to_string(),
+            placement: l.placement.to_string(),
             workers: l.workers.clone(),
             accepted: l.accepted.map(|n| n as f64),
             queue: l.queue,

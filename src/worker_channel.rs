@@ -17,11 +17,12 @@ use crate::errors::{invalid_arg, to_js};
 use crate::napi_raw::{AsyncContext, Callback, SharedInts};
 use crate::worker_shell::{Js, Owner};
 
-/// The slots of `conn`, the Int32Array(4) a worker's JS shares with its
+/// The slots of `conn`, the Int32Array(5) a worker's JS shares with its
 /// channel: the connection being handed over (its server's `Handle` and its
-/// `Fd`), `Taken` set to 1 by JS when a server takes the fd, and `Closed`,
-/// JS's wrapping count of connections closed, copied into the shared page
-/// once per loop turn (no call into the addon per closed connection).
+/// `Fd`), `Taken` set to 1 by JS when a server takes the fd, and JS's
+/// wrapping counts of connections `Closed` and of those its servers
+/// accepted themselves from kernel-placed sockets (`Placed`), copied into
+/// the shared page once per loop turn (no call into the addon for either).
 #[napi]
 #[derive(Clone, Copy)]
 pub enum ConnSlot {
@@ -29,9 +30,10 @@ pub enum ConnSlot {
     Fd = 1,
     Taken = 2,
     Closed = 3,
+    Placed = 4,
 }
 
-const CONN_SLOTS: usize = ConnSlot::Closed as usize + 1;
+const CONN_SLOTS: usize = ConnSlot::Placed as usize + 1;
 
 /// `conn`, by name.
 pub struct Conn(SharedInts);
@@ -50,6 +52,10 @@ impl Conn {
 
     pub fn closed(&self) -> i32 {
         self.0.get(ConnSlot::Closed as usize)
+    }
+
+    pub fn placed(&self) -> i32 {
+        self.0.get(ConnSlot::Placed as usize)
     }
 }
 
@@ -114,6 +120,8 @@ pub struct ServerReply {
     pub errno: i32,
     pub handle: u32,
     pub shared: bool,
+    /// The fd is this worker's own socket of a kernel-placed group.
+    pub placed: bool,
     pub sockname: Option<ServerAddress>,
     pub data: serde_json::Value,
     /// A shared reply's listening fd, now this process's; -1 if none (or
@@ -128,6 +136,7 @@ impl ServerReply {
             errno: r.errno,
             handle: r.handle,
             shared: r.shared,
+            placed: r.placed,
             sockname: r.sockname.map(|SockName { address, family, port }| ServerAddress {
                 address,
                 family,
@@ -161,7 +170,7 @@ impl WorkerChannel {
             return Err(invalid_arg(&env, "fd", fd));
         }
         let conn =
-            SharedInts::new(&env, &conn, CONN_SLOTS).map_err(|()| invalid_arg(&env, "conn", "not an Int32Array(4)"))?;
+            SharedInts::new(&env, &conn, CONN_SLOTS).map_err(|()| invalid_arg(&env, "conn", "not an Int32Array(5)"))?;
         let js = Js {
             env: env.raw(),
             ctx: AsyncContext::new(&env, "rs-cluster:channel")?,

@@ -277,7 +277,10 @@ unsafe extern "C" fn on_check(handle: *mut c_void) {
         shell.with(|s| {
             if let (Some(page), Some(js)) = (&s.page, &s.js) {
                 page.turned(monotonic_ns());
-                let closed = s.intake.on_turn(js.conn.closed());
+                let (closed, placed) = s.intake.on_turn(js.conn.closed(), js.conn.placed());
+                if placed != 0 {
+                    page.placed(placed);
+                }
                 if closed != 0 {
                     page.closed(closed);
                 }

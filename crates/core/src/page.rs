@@ -7,6 +7,8 @@
 //! - `turn_ns`: when the worker's event loop last turned (`CLOCK_MONOTONIC`).
 //!   A loop that turns is alive; one that stands still while connections
 //!   wait is stalled. `lag_ns`: how late the worker's own timer last fired.
+//! - `placed`: connections the worker accepted itself, from its own socket
+//!   of a listener the kernel places connections on (`primary/group.rs`).
 //! - `active`: connections the worker's servers hold open.
 //! - `handoff`: a histogram of the time from accept in the primary to the
 //!   worker's `connection` event.
@@ -43,6 +45,7 @@ struct Counters {
     active: AtomicI64,
     handoff_sum_ns: AtomicU64,
     handoff: [AtomicU64; HANDOFF_BUCKETS],
+    placed: AtomicU64,
 }
 
 const BYTES: usize = std::mem::size_of::<Counters>();
@@ -57,6 +60,7 @@ pub struct Snapshot {
     pub handoff_sum_ns: u64,
     /// Per bucket, not cumulative.
     pub handoff: [u64; HANDOFF_BUCKETS],
+    pub placed: u64,
 }
 
 /// `CLOCK_MONOTONIC` in ns: the same clock in every process of the machine.
@@ -188,6 +192,18 @@ impl Page {
     }
 
     /// Worker: `n` more connections its servers took are closed.
+    /// `n` connections accepted from the worker's own socket: live, and
+    /// never in the hand-off histogram.
+    pub fn placed(&self, n: u32) {
+        let c = self.counters();
+        c.placed.fetch_add(u64::from(n), Ordering::Relaxed);
+        c.active.fetch_add(i64::from(n), Ordering::Relaxed);
+    }
+
+    pub fn placed_count(&self) -> u64 {
+        self.counters().placed.load(Ordering::Relaxed)
+    }
+
     pub fn closed(&self, n: u32) {
         self.counters().active.fetch_sub(i64::from(n), Ordering::Relaxed);
     }
@@ -207,6 +223,7 @@ impl Page {
             active: self.active(),
             handoff_sum_ns: c.handoff_sum_ns.load(Ordering::Relaxed),
             handoff: std::array::from_fn(|i| c.handoff[i].load(Ordering::Relaxed)),
+            placed: c.placed.load(Ordering::Relaxed),
         }
     }
 }

@@ -136,6 +136,10 @@ pub struct Reply {
     pub errno: i32,
     pub handle: u32,
     pub shared: bool,
+    /// With `shared`: the fd is the worker's own socket of a group the
+    /// kernel places connections on; the primary may also hand it some.
+    #[serde(default)]
+    pub placed: bool,
     pub sockname: Option<SockName>,
     #[serde(default)]
     pub data: serde_json::Value,
@@ -478,6 +482,7 @@ mod tests {
     #[test]
     fn shared_reply_takes_its_fd() {
         let reply = Reply {
+            placed: false,
             seq: 1,
             errno: 0,
             handle: 4,

@@ -31,15 +31,28 @@ fn new_socket(af: AddressFamily, ty: SockType) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-fn ip_socket(ip: IpAddr, port: u16, ty: SockType, flags: u32, reuse: bool) -> io::Result<OwnedFd> {
+/// How a socket may share its address.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reuse {
+    None,
+    /// SO_REUSEADDR, as libuv sets on TCP servers.
+    Addr,
+    /// SO_REUSEADDR and SO_REUSEPORT: a member of a reuseport group.
+    Group,
+}
+
+fn ip_socket(ip: IpAddr, port: u16, ty: SockType, flags: u32, reuse: Reuse) -> io::Result<OwnedFd> {
     let af = if ip.is_ipv4() {
         AddressFamily::Inet
     } else {
         AddressFamily::Inet6
     };
     let fd = new_socket(af, ty)?;
-    if reuse {
+    if reuse != Reuse::None {
         setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    }
+    if reuse == Reuse::Group {
+        setsockopt(&fd, sockopt::ReusePort, &true)?;
     }
     if ip.is_ipv6() {
         setsockopt(&fd, sockopt::Ipv6V6Only, &(flags & FLAG_IPV6ONLY != 0))?;
@@ -60,12 +73,64 @@ fn port_u16(port: i32) -> io::Result<u16> {
 /// Binds a TCP socket (not yet listening). With no address, `::` is tried
 /// first and `0.0.0.0` if IPv6 is unavailable, as Node's `net` does.
 pub fn bind_tcp(address: Option<&str>, port: i32, flags: u32) -> io::Result<OwnedFd> {
+    bind_tcp_as(address, port, flags, Reuse::Addr)
+}
+
+/// Binds the first socket of a reuseport group (SO_REUSEPORT), as `bind_tcp`.
+pub fn bind_tcp_group(address: Option<&str>, port: i32, flags: u32) -> io::Result<OwnedFd> {
+    bind_tcp_as(address, port, flags, Reuse::Group)
+}
+
+/// Binds another socket of the group whose first is bound at `at`.
+pub fn join_tcp_group(at: SocketAddr, flags: u32) -> io::Result<OwnedFd> {
+    ip_socket(at.ip(), at.port(), SockType::Stream, flags, Reuse::Group)
+}
+
+fn bind_tcp_as(address: Option<&str>, port: i32, flags: u32, reuse: Reuse) -> io::Result<OwnedFd> {
     let port = port_u16(port)?;
     match address {
-        Some(a) => ip_socket(parse_ip(a)?, port, SockType::Stream, flags, true),
-        None => ip_socket(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port, SockType::Stream, flags, true)
-            .or_else(|_| ip_socket(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port, SockType::Stream, flags, true)),
+        Some(a) => ip_socket(parse_ip(a)?, port, SockType::Stream, flags, reuse),
+        None => ip_socket(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port, SockType::Stream, flags, reuse)
+            .or_else(|_| ip_socket(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port, SockType::Stream, flags, reuse)),
     }
+}
+
+/// The socket's bound address, for the other members of its group.
+pub fn local_addr(fd: BorrowedFd) -> io::Result<SocketAddr> {
+    let ss: SockaddrStorage = getsockname(fd.as_raw_fd())?;
+    if let Some(v4) = ss.as_sockaddr_in() {
+        return Ok(SocketAddr::new(IpAddr::V4(v4.ip()), v4.port()));
+    }
+    ss.as_sockaddr_in6()
+        .map(|v6| SocketAddr::new(IpAddr::V6(v6.ip()), v6.port()))
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EAFNOSUPPORT))
+}
+
+/// Attaches `program` (classic BPF) to the reuseport group of `fd`,
+/// replacing the one it had: it picks the socket for each new connection.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn steer_group(fd: BorrowedFd, program: &[crate::primary::steer::Insn]) -> io::Result<()> {
+    /// asm-generic/socket.h (every architecture but mips, parisc and sparc).
+    const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+    let prog = libc::sock_fprog {
+        len: program.len() as libc::c_ushort,
+        // The kernel only reads it; `Insn` is `struct sock_filter`'s layout.
+        filter: program.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `prog` points at `program`, alive for the call, of `len` instructions.
+    syscall!(setsockopt(
+        fd.as_raw_fd(),
+        libc::SOL_SOCKET,
+        SO_ATTACH_REUSEPORT_CBPF,
+        (&prog as *const libc::sock_fprog).cast(),
+        std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t
+    ))?;
+    Ok(())
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn steer_group(_fd: BorrowedFd, _program: &[crate::primary::steer::Insn]) -> io::Result<()> {
+    Err(io::Error::from_raw_os_error(libc::ENOPROTOOPT))
 }
 
 pub fn bind_udp(address: Option<&str>, port: i32, family: Family, flags: u32) -> io::Result<OwnedFd> {
@@ -79,7 +144,11 @@ pub fn bind_udp(address: Option<&str>, port: i32, family: Family, flags: u32) ->
         port_u16(port)?,
         SockType::Datagram,
         flags,
-        flags & FLAG_REUSEADDR != 0,
+        if flags & FLAG_REUSEADDR != 0 {
+            Reuse::Addr
+        } else {
+            Reuse::None
+        },
     )
 }
 

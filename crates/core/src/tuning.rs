@@ -52,6 +52,10 @@ pub const TURN_AT_LEAST_EVERY: Duration = Duration::from_millis(100);
 /// skews the share of a burst of keep-alive connections for good.
 pub const STALL: Duration = Duration::from_millis(500);
 
+/// How often the primary looks at a kernel-placed group (`group.rs`): who
+/// may take work, and whose socket's queue waits with nothing accepted.
+pub const PLACED_WATCH: Duration = Duration::from_millis(50);
+
 /// Under `least`: a worker whose queue waited this long is busy if it ran
 /// meanwhile. Long enough that a worker reading one connection per loop turn
 /// is never suspected; short enough that a fast request does not wait out a
@@ -107,6 +111,8 @@ const _: () = {
     // An idle worker's loop turns several times within a stall: never
     // mistaken for a stalled one.
     assert!(ms(STALL) >= 4 * ms(TURN_AT_LEAST_EVERY));
+    // A stalled socket is seen within a tenth of a stall.
+    assert!(ms(PLACED_WATCH) * 10 <= ms(STALL));
     // The busy rule acts long before the stall rule would.
     assert!(ms(BUSY) * 10 <= ms(STALL));
     // Rests and rechecks are one poll tick; none outlasts a stall.

@@ -86,8 +86,10 @@ pub struct Intake {
     open: bool,
     /// Whether the hand-off channel is to be polled now.
     reading: bool,
-    /// JS's wrapping count of closed connections, as last counted.
+    /// JS's wrapping counts of closed and of kernel-placed connections, as
+    /// last counted.
     closed_seen: u32,
+    placed_seen: u32,
     /// When the turn timer should fire next.
     timer_due_ns: u64,
 }
@@ -101,6 +103,7 @@ impl Intake {
             open: false,
             reading: false,
             closed_seen: 0,
+            placed_seen: 0,
             timer_due_ns: now_ns + TURN_NS,
         }
     }
@@ -185,13 +188,14 @@ impl Intake {
         }
     }
 
-    /// Once per loop turn: JS's wrapping count of closed connections reads
-    /// `counter`; returns how many closed since the last turn.
-    pub fn on_turn(&mut self, counter: i32) -> u32 {
-        let counter = counter as u32;
-        let n = counter.wrapping_sub(self.closed_seen);
-        self.closed_seen = counter;
-        n
+    /// Once per loop turn: JS's wrapping counts of closed connections and
+    /// of connections its servers accepted from kernel-placed sockets read
+    /// `closed` and `placed`; returns how many of each since the last turn.
+    pub fn on_turn(&mut self, closed: i32, placed: i32) -> (u32, u32) {
+        (
+            since(closed, &mut self.closed_seen),
+            since(placed, &mut self.placed_seen),
+        )
     }
 
     /// The turn timer fired: returns how late (the loop's lag), and resumes
@@ -205,6 +209,14 @@ impl Intake {
         }
         lag
     }
+}
+
+/// How far a wrapping counter moved since `seen`, which it then becomes.
+fn since(counter: i32, seen: &mut u32) -> u32 {
+    let counter = counter as u32;
+    let n = counter.wrapping_sub(*seen);
+    *seen = counter;
+    n
 }
 
 #[cfg(test)]
@@ -325,15 +337,18 @@ mod tests {
     }
 
     #[test]
-    fn closed_connections_are_counted_once_each_across_the_counter_wrapping() {
+    fn counted_connections_are_counted_once_each_across_the_counter_wrapping() {
         let mut i = reading(1024);
-        assert_eq!(i.on_turn(0), 0);
-        assert_eq!(i.on_turn(3), 3);
-        assert_eq!(i.on_turn(3), 0);
-        assert_eq!(i.on_turn(i32::MAX), (i32::MAX - 3) as u32);
-        assert_eq!(i.on_turn(i32::MIN + 1), 2, "JS's `(n + 1) | 0` wraps to negative");
-        assert_eq!(i.on_turn(-1), (i32::MAX - 1) as u32);
-        assert_eq!(i.on_turn(1), 2);
+        let closed = |i: &mut Intake, c| i.on_turn(c, 0).0;
+        assert_eq!(closed(&mut i, 0), 0);
+        assert_eq!(closed(&mut i, 3), 3);
+        assert_eq!(closed(&mut i, 3), 0);
+        assert_eq!(closed(&mut i, i32::MAX), (i32::MAX - 3) as u32);
+        assert_eq!(closed(&mut i, i32::MIN + 1), 2, "JS's `(n + 1) | 0` wraps to negative");
+        assert_eq!(closed(&mut i, -1), (i32::MAX - 1) as u32);
+        assert_eq!(closed(&mut i, 1), 2);
+        assert_eq!(i.on_turn(1, 5), (0, 5), "the two counts are apart");
+        assert_eq!(i.on_turn(2, -1), (1, u32::MAX - 5));
     }
 
     #[test]

@@ -185,31 +185,39 @@ impl Acceptor {
 
     /// Accepts one connection, with its address's hash if the policy wants it.
     pub fn accept(&mut self) -> io::Result<Accepted> {
-        let want_addr = self.policy.wants_address();
-        // SAFETY: sockaddr_storage is plain data; all-zero is valid.
-        let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        loop {
-            let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            let out = want_addr.then_some((&mut addr, &mut len));
-            match accept_cloexec(self.listener.as_raw_fd(), out) {
-                Ok(fd) => {
-                    self.accepted += 1;
-                    let key = if want_addr { address_key(&addr) } else { None };
-                    return Ok(Accepted::Conn(fd, key));
-                }
-                Err(e) => match e.raw_os_error() {
-                    Some(libc::EAGAIN) => return Ok(Accepted::Drained),
-                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => return Ok(Accepted::OutOfFds),
-                    // The peer gave up between SYN and accept, or a signal: try the next one.
-                    Some(libc::EINTR | libc::ECONNABORTED | libc::EPROTO | libc::EPERM) => continue,
-                    _ => return Err(e),
-                },
-            }
+        let got = accept_from(self.listener.as_raw_fd(), self.policy.wants_address())?;
+        if matches!(got, Accepted::Conn(..)) {
+            self.accepted += 1;
         }
+        Ok(got)
     }
 
     pub fn listener_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.listener.as_fd()
+    }
+}
+
+/// Accepts one connection on listening socket `fd`; `want_addr`: with the
+/// hash of the client's address.
+pub fn accept_from(fd: i32, want_addr: bool) -> io::Result<Accepted> {
+    // SAFETY: sockaddr_storage is plain data; all-zero is valid.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    loop {
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let out = want_addr.then_some((&mut addr, &mut len));
+        match accept_cloexec(fd, out) {
+            Ok(fd) => {
+                let key = if want_addr { address_key(&addr) } else { None };
+                return Ok(Accepted::Conn(fd, key));
+            }
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EAGAIN) => return Ok(Accepted::Drained),
+                Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => return Ok(Accepted::OutOfFds),
+                // The peer gave up between SYN and accept, or a signal: try the next one.
+                Some(libc::EINTR | libc::ECONNABORTED | libc::EPROTO | libc::EPERM) => continue,
+                _ => return Err(e),
+            },
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use crate::handoff::{self, Batch};
 use crate::tuning::{BUSY_ROUND, MAX_HEAD, REST};
 
 use super::acceptor::{Accepted, Placing, Queued};
+use super::group::Group;
 use super::handles::{Handles, Kind};
 use super::policy::{Candidate, Choice};
 use super::rescue::{push_queued, Rescue};
@@ -77,15 +78,93 @@ impl Dispatch {
 
     /// Dispatches every listener that has connections waiting.
     pub fn queued(&mut self, window: usize, handles: &mut Handles, workers: &mut Workers, rescue: &mut Rescue) {
-        let queued: Vec<u32> = handles
+        let queued: Vec<(u32, bool)> = handles
             .map
             .values()
-            .filter(|h| matches!(&h.kind, Kind::Accepting(a) if a.has_queue()))
-            .map(|h| h.id)
+            .filter_map(|h| match &h.kind {
+                Kind::Accepting(a) if a.has_queue() => Some((h.id, false)),
+                Kind::Placed(g) if g.has_queue() => Some((h.id, true)),
+                _ => None,
+            })
             .collect();
-        for id in queued {
-            self.listener(id, window, handles, workers, rescue);
+        for (id, placed) in queued {
+            if placed {
+                self.group(id, None, window, handles, workers, rescue);
+            } else {
+                self.listener(id, window, handles, workers, rescue);
+            }
         }
+    }
+
+    /// Hands out what group `id` rescued, then takes what waits in its
+    /// left-out socket `member` (if given) while some other worker has room.
+    pub fn group(
+        &mut self,
+        id: u32,
+        member: Option<usize>,
+        window: usize,
+        handles: &mut Handles,
+        workers: &mut Workers,
+        rescue: &mut Rescue,
+    ) {
+        let Some(h) = handles.map.get_mut(&id) else {
+            return;
+        };
+        let Kind::Placed(g) = &mut h.kind else {
+            return;
+        };
+        let ids = &h.workers;
+        let mut sent = 0;
+        let mut give = |g: &mut Group, workers: &mut Workers, cands: &mut Vec<Candidate>, q: Queued| {
+            workers.candidates(ids, &q, window, cands);
+            cands.retain(|c| !g.is_left_out(c.id));
+            match g.choose(&q, cands) {
+                Choice::Worker(w) => {
+                    sent += 1;
+                    assign(workers, &mut self.touched, w, id, q);
+                    true
+                }
+                Choice::Wait | Choice::Nobody => {
+                    g.push_front(q);
+                    false
+                }
+            }
+        };
+        while let Some(q) = g.pop() {
+            if !give(g, workers, &mut self.cands, q) {
+                break;
+            }
+        }
+        let now = Instant::now();
+        if let Some(i) = member.filter(|_| !g.has_queue() && g.may_rescue(now)) {
+            let why = g.why(i, workers);
+            while g.has_space() && workers.any_room(ids, window) {
+                match g.rescue_one(i) {
+                    Ok(Accepted::Conn(fd, _)) => {
+                        rescue.count(why, 1);
+                        self.next_seq = self.next_seq.wrapping_add(1);
+                        let q = Queued {
+                            fd,
+                            seq: self.next_seq,
+                            refused_by: Vec::new(),
+                            accepted_ns: crate::page::monotonic_ns(),
+                            key: super::sticky::mix(u64::from(self.next_seq)),
+                            follows: None,
+                        };
+                        if !give(g, workers, &mut self.cands, q) {
+                            break;
+                        }
+                    }
+                    Ok(Accepted::Drained) => break,
+                    Ok(Accepted::OutOfFds) | Err(_) => {
+                        g.pause(Instant::now());
+                        break;
+                    }
+                }
+            }
+        }
+        self.round_sent += sent;
+        self.flush(handles, workers, rescue);
     }
 
     /// Hands out listener `id`'s queued connections, then accepts new ones
@@ -108,11 +187,8 @@ impl Dispatch {
         let (cands, touched) = (&mut self.cands, &mut self.touched);
         let mut sent = 0;
         let mut assign = |workers: &mut Workers, w: u32, q: Queued| {
-            workers.get_mut(w).expect("chosen workers have links").assign(id, q);
             sent += 1;
-            if !touched.contains(&w) {
-                touched.push(w);
-            }
+            assign(workers, touched, w, id, q);
         };
         acceptor.drain_queue(|policy, q| {
             // Every worker refused it: closed, rather than passed around forever.
@@ -189,5 +265,13 @@ impl Dispatch {
             }
         }
         handoff::close_all(&mut self.sent_fds);
+    }
+}
+
+/// Assigns `q` of listener `handle` to worker `w`, sent with the round's batch.
+fn assign(workers: &mut Workers, touched: &mut Vec<u32>, w: u32, handle: u32, q: Queued) {
+    workers.get_mut(w).expect("chosen workers have links").assign(handle, q);
+    if !touched.contains(&w) {
+        touched.push(w);
     }
 }

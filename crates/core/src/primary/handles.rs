@@ -11,14 +11,30 @@ use crate::protocol::{Family, Query, SockName};
 use crate::sockets;
 
 use super::acceptor::Acceptor;
+use super::group::Group;
 use super::policy::Policy;
 use super::shared::Shared;
+use super::Placement;
 
 pub enum Kind {
     /// The primary accepts and its policy places each connection.
     Accepting(Acceptor),
     /// Every worker accepts on a copy (SCHED_NONE, and UDP always).
     Shared(Shared),
+    /// Each worker accepts on its own socket of a group the kernel places
+    /// connections in, steered by the primary.
+    Placed(Group),
+}
+
+impl Kind {
+    /// "primary", "kernel" (a steered group) or "shared" (one socket).
+    pub fn placement(&self) -> &'static str {
+        match self {
+            Kind::Accepting(_) => "primary",
+            Kind::Placed(_) => "kernel",
+            Kind::Shared(_) => "shared",
+        }
+    }
 }
 
 pub struct Handle {
@@ -85,6 +101,15 @@ fn shortest_path(path: &str) -> String {
     }
 }
 
+/// A listener the primary accepts on, bound and listening for `q`.
+fn accepting(q: &Query, schedule: Box<dyn super::policy::Schedule>) -> io::Result<(Kind, Option<SockName>)> {
+    let fd = bind_stream(q)?;
+    sockets::start_listening(fd.as_fd(), q.backlog)?;
+    sockets::prepare_accept(&fd)?;
+    let name = sockets::sockname(fd.as_fd())?;
+    Ok((Kind::Accepting(Acceptor::new(fd, schedule)), name))
+}
+
 #[derive(Default)]
 pub struct Handles {
     by_key: HashMap<String, u32>,
@@ -95,7 +120,7 @@ pub struct Handles {
 impl Handles {
     /// The handle for `q.key`, created (bound, and listening if the primary
     /// accepts) on first use. On error nothing is stored, so another worker may retry.
-    pub fn get_or_create(&mut self, q: &Query, policy: &Policy) -> io::Result<&mut Handle> {
+    pub fn get_or_create(&mut self, q: &Query, policy: &Policy, placement: Placement) -> io::Result<&mut Handle> {
         if let Some(id) = self.by_key.get(&q.key) {
             return Ok(self.map.get_mut(id).expect("key table and handle map agree"));
         }
@@ -105,16 +130,27 @@ impl Handles {
         if schedule.is_some() && q.fd >= 0 && self.map.values().any(|h| h.source_fd == Some(q.fd)) {
             return Err(io::Error::from_raw_os_error(libc::EEXIST));
         }
-        let (kind, sockname) = if let Some(schedule) = schedule {
-            let fd = bind_stream(q)?;
-            sockets::start_listening(fd.as_fd(), q.backlog)?;
-            sockets::prepare_accept(&fd)?;
-            let name = sockets::sockname(fd.as_fd())?;
-            (Kind::Accepting(Acceptor::new(fd, schedule)), name)
-        } else {
-            let shared = Shared::bind(q)?;
-            let name = sockets::sockname(shared.fd.as_fd())?;
-            (Kind::Shared(shared), name)
+        let placed = schedule.is_some()
+            && placement == Placement::Kernel
+            && policy.info().kernel_places
+            && matches!(q.family, Family::Tcp4 | Family::Tcp6)
+            && q.fd < 0;
+        let (kind, sockname) = match (schedule, placed) {
+            (Some(schedule), true) => match Group::bind(q, schedule) {
+                Ok(group) => {
+                    let name = sockets::sockname(group.first_fd())?;
+                    (Kind::Placed(group), name)
+                }
+                // The kernel cannot steer a group here: the primary places.
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => accepting(q, policy.build().expect("it accepts"))?,
+                Err(e) => return Err(e),
+            },
+            (Some(schedule), false) => accepting(q, schedule)?,
+            (None, _) => {
+                let shared = Shared::bind(q)?;
+                let name = sockets::sockname(shared.fd.as_fd())?;
+                (Kind::Shared(shared), name)
+            }
         };
         self.next_id = self.next_id.wrapping_add(1).max(1);
         let id = self.next_id;
@@ -139,6 +175,9 @@ impl Handles {
     pub fn leave(&mut self, id: u32, worker: u32) -> Option<Handle> {
         let h = self.map.get_mut(&id)?;
         h.workers.retain(|&w| w != worker);
+        if let Kind::Placed(g) = &mut h.kind {
+            g.leave(worker);
+        }
         if !h.workers.is_empty() {
             return None;
         }
@@ -173,12 +212,16 @@ mod tests {
     fn same_key_same_handle_and_last_leave_closes() {
         let mut t = Handles::default();
         let a = {
-            let h = t.get_or_create(&q("k", 0), &Policy::RoundRobin).unwrap();
+            let h = t
+                .get_or_create(&q("k", 0), &Policy::RoundRobin, Placement::Primary)
+                .unwrap();
             h.workers.push(1);
             h.id
         };
         let b = {
-            let h = t.get_or_create(&q("k", 0), &Policy::RoundRobin).unwrap();
+            let h = t
+                .get_or_create(&q("k", 0), &Policy::RoundRobin, Placement::Primary)
+                .unwrap();
             h.workers.push(2);
             h.id
         };
@@ -187,7 +230,10 @@ mod tests {
         assert_eq!(t.ids_of(2), vec![a]);
         assert!(t.leave(a, 2).is_some());
         assert!(t.is_empty());
-        let c = t.get_or_create(&q("k", 0), &Policy::RoundRobin).unwrap().id;
+        let c = t
+            .get_or_create(&q("k", 0), &Policy::RoundRobin, Placement::Primary)
+            .unwrap()
+            .id;
         assert_ne!(a, c);
     }
 
@@ -195,10 +241,15 @@ mod tests {
     fn failed_bind_stores_nothing() {
         let mut t = Handles::default();
         let port = {
-            let h = t.get_or_create(&q("a", 0), &Policy::RoundRobin).unwrap();
+            let h = t
+                .get_or_create(&q("a", 0), &Policy::RoundRobin, Placement::Primary)
+                .unwrap();
             h.sockname.as_ref().unwrap().port as i32
         };
-        let err = t.get_or_create(&q("b", port), &Policy::RoundRobin).err().unwrap();
+        let err = t
+            .get_or_create(&q("b", port), &Policy::RoundRobin, Placement::Primary)
+            .err()
+            .unwrap();
         assert_eq!(err.raw_os_error(), Some(libc::EADDRINUSE));
         assert_eq!(t.map.len(), 1);
     }
@@ -208,7 +259,7 @@ mod tests {
         let mut t = Handles::default();
         let mut query = q("u", 0);
         query.family = Family::Udp4;
-        let h = t.get_or_create(&query, &Policy::RoundRobin).unwrap();
+        let h = t.get_or_create(&query, &Policy::RoundRobin, Placement::Kernel).unwrap();
         assert!(matches!(h.kind, Kind::Shared(_)));
     }
 }

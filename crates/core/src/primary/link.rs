@@ -101,6 +101,10 @@ impl Link {
         &self.window
     }
 
+    pub fn page(&self) -> &Page {
+        &self.page
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         self.page.snapshot()
     }

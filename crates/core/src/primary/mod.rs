@@ -11,6 +11,7 @@
 mod acceptor;
 mod busy;
 mod dispatch;
+mod group;
 mod handles;
 mod link;
 mod peek;
@@ -21,6 +22,7 @@ mod rescue;
 mod shared;
 mod snapshot;
 pub mod stats;
+pub mod steer;
 pub mod sticky;
 mod window;
 mod workers;
@@ -40,6 +42,27 @@ use crate::error::Error;
 pub struct Config {
     pub policy: Policy,
     pub window: usize,
+    pub placement: Placement,
+}
+
+/// Who puts a connection in a worker's hands, where the policy lets the
+/// kernel decide (`PolicyInfo::kernel_places`): RS_CLUSTER_PLACEMENT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// The primary accepts and hands each connection over (`acceptor.rs`).
+    Primary,
+    /// The kernel queues it at the worker's own socket (`group.rs`).
+    Kernel,
+}
+
+impl Placement {
+    pub fn parse(s: &str) -> Option<Placement> {
+        match s {
+            "primary" => Some(Placement::Primary),
+            "kernel" => Some(Placement::Kernel),
+            _ => None,
+        }
+    }
 }
 
 pub enum Command {

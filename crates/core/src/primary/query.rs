@@ -11,11 +11,18 @@ use super::link::ControlRead;
 use super::policy::Policy;
 use super::rescue::{peer_gone, Rescue};
 use super::workers::Workers;
+use super::Placement;
 
 /// Reads worker `id`'s control channel dry and answers what it asked; a
 /// worker that closed it is gone, one that broke the protocol is cut off.
-pub fn read(id: u32, policy: &Policy, workers: &mut Workers, handles: &mut Handles, rescue: &mut Rescue) {
-    match read_frames(id, policy, workers, handles) {
+pub fn read(
+    id: u32,
+    (policy, placement): (&Policy, Placement),
+    workers: &mut Workers,
+    handles: &mut Handles,
+    rescue: &mut Rescue,
+) {
+    match read_frames(id, (policy, placement), workers, handles) {
         Ok(true) => {}
         Ok(false) => rescue.drop_worker(id, workers, handles),
         Err(Error::Os { source, .. }) if peer_gone(&source) => rescue.drop_worker(id, workers, handles),
@@ -24,7 +31,12 @@ pub fn read(id: u32, policy: &Policy, workers: &mut Workers, handles: &mut Handl
 }
 
 /// Handles every frame available. `Ok(false)` on end of stream.
-fn read_frames(id: u32, policy: &Policy, workers: &mut Workers, handles: &mut Handles) -> Result<bool, Error> {
+fn read_frames(
+    id: u32,
+    policy: (&Policy, Placement),
+    workers: &mut Workers,
+    handles: &mut Handles,
+) -> Result<bool, Error> {
     let mut frames = Vec::new();
     loop {
         let Some(link) = workers.get_mut(id) else {
@@ -43,7 +55,13 @@ fn read_frames(id: u32, policy: &Policy, workers: &mut Workers, handles: &mut Ha
     }
 }
 
-fn on_frame(id: u32, frame: Frame, policy: &Policy, workers: &mut Workers, handles: &mut Handles) -> Result<(), Error> {
+fn on_frame(
+    id: u32,
+    frame: Frame,
+    policy: (&Policy, Placement),
+    workers: &mut Workers,
+    handles: &mut Handles,
+) -> Result<(), Error> {
     let link = workers.get_mut(id).ok_or(Error::Closed)?;
     if !link.greeted() {
         return match frame {
@@ -65,13 +83,19 @@ fn on_frame(id: u32, frame: Frame, policy: &Policy, workers: &mut Workers, handl
     }
 }
 
-fn on_query(id: u32, q: Query, policy: &Policy, workers: &mut Workers, handles: &mut Handles) -> Result<(), Error> {
+fn on_query(
+    id: u32,
+    q: Query,
+    (policy, placement): (&Policy, Placement),
+    workers: &mut Workers,
+    handles: &mut Handles,
+) -> Result<(), Error> {
     let link = workers.get_mut(id).ok_or(Error::Closed)?;
     // A disconnecting worker gets no new servers (Node ignores its query too).
     if !link.routing() {
         return Ok(());
     }
-    let (reply, fds) = match handles.get_or_create(&q, policy) {
+    let (reply, fds) = match handles.get_or_create(&q, policy, placement) {
         // The asker's own data comes back, as Node's primary answers with
         // the data of the handle it just tried to create.
         Err(e) => (
@@ -80,6 +104,7 @@ fn on_query(id: u32, q: Query, policy: &Policy, workers: &mut Workers, handles: 
                 errno: uv_errno(&e),
                 handle: 0,
                 shared: false,
+                placed: false,
                 sockname: None,
                 data: q.data,
             },
@@ -92,8 +117,11 @@ fn on_query(id: u32, q: Query, policy: &Policy, workers: &mut Workers, handles: 
             if h.data.is_null() {
                 h.data = q.data;
             }
-            let fds = match &h.kind {
+            let fds = match &mut h.kind {
                 Kind::Shared(s) => vec![s.dup_for_reply().during("dup")?],
+                // A socket of its own in the group, steered to it once it
+                // counts as ready (`Group::watch`).
+                Kind::Placed(g) => vec![g.join(id).during("socket")?.try_clone_to_owned().during("dup")?],
                 Kind::Accepting(_) => Vec::new(),
             };
             let reply = Reply {
@@ -101,6 +129,7 @@ fn on_query(id: u32, q: Query, policy: &Policy, workers: &mut Workers, handles: 
                 errno: 0,
                 handle: h.id,
                 shared: !fds.is_empty(),
+                placed: matches!(h.kind, Kind::Placed(_)),
                 sockname: h.sockname.clone(),
                 data: h.data.clone(),
             };

@@ -15,14 +15,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Context, Error};
-use crate::tuning::{FULL_RECHECK, MAX_WINDOW};
+use crate::tuning::{FULL_RECHECK, MAX_WINDOW, PLACED_WATCH};
 
 use super::dispatch::Dispatch;
 use super::handles::{Handles, Kind};
 use super::policy::Policy;
 use super::rescue::{peer_gone, Rescue};
 use super::workers::Workers;
-use super::{query, snapshot, Command, Config, Event, EventSink, Inbox};
+use super::{query, snapshot, Command, Config, Event, EventSink, Inbox, Placement};
 
 /// What a polled fd is.
 enum Target {
@@ -32,11 +32,16 @@ enum Target {
     Handoff(u32),
     /// A connection waiting for its first request's head (sticky keys).
     Peek,
+    /// A left-out socket of a kernel-placed group: (listener, member).
+    Rescue(u32, usize),
 }
 
 pub struct Reactor {
     policy: Policy,
+    placement: Placement,
     window: usize,
+    /// When kernel-placed groups are next looked at (`Group::watch`).
+    next_watch: Instant,
     handles: Handles,
     workers: Workers,
     dispatch: Dispatch,
@@ -55,7 +60,9 @@ impl Reactor {
         Reactor {
             rescue: Rescue::new(sink.clone(), config.policy.info().takes_back_busy),
             policy: config.policy,
+            placement: config.placement,
             window: config.window,
+            next_watch: Instant::now(),
             handles: Handles::default(),
             workers: Workers::default(),
             dispatch: Dispatch::new(),
@@ -102,6 +109,11 @@ impl Reactor {
                 }
                 match *t {
                     Target::Peek => readable_peeks.push(p.fd),
+                    Target::Rescue(id, member) => {
+                        let (workers, handles, rescue) = (&mut self.workers, &mut self.handles, &mut self.rescue);
+                        self.dispatch
+                            .group(id, Some(member), self.window, handles, workers, rescue)
+                    }
                     Target::Wake => {
                         if !self.take_commands() {
                             return Ok(());
@@ -116,7 +128,13 @@ impl Reactor {
                             self.flush_link(id);
                         }
                         if p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
-                            query::read(id, &self.policy, &mut self.workers, &mut self.handles, &mut self.rescue);
+                            query::read(
+                                id,
+                                (&self.policy, self.placement),
+                                &mut self.workers,
+                                &mut self.handles,
+                                &mut self.rescue,
+                            );
                         }
                     }
                     Target::Handoff(id) => {
@@ -131,6 +149,7 @@ impl Reactor {
                     }
                 }
             }
+            self.watch_groups(now);
             self.rescue.take_back_stalled(now, &mut self.workers, &mut self.handles);
             self.rescue
                 .take_back_busy(now, self.window, &mut self.workers, &mut self.handles);
@@ -143,6 +162,23 @@ impl Reactor {
             self.dispatch
                 .queued(self.window, &mut self.handles, &mut self.workers, &mut self.rescue);
             self.dispatch.end_round(resting.is_some());
+        }
+    }
+
+    /// Steers each kernel-placed group to the workers that may take work
+    /// now; a failure to steer is reported, and tried again next time.
+    fn watch_groups(&mut self, now: Instant) {
+        let mut failed = None;
+        for h in self.handles.map.values_mut() {
+            if let Kind::Placed(g) = &mut h.kind {
+                if let Err(e) = g.watch(&self.workers, now) {
+                    failed = Some(e);
+                }
+            }
+        }
+        self.next_watch = now + PLACED_WATCH;
+        if let Some(e) = failed {
+            self.rescue.report(0, Error::os("setsockopt", e));
         }
     }
 
@@ -162,8 +198,26 @@ impl Reactor {
             timeout = Some(timeout.map_or(d, |t| t.min(d)));
         };
         for h in self.handles.map.values() {
-            let Kind::Accepting(a) = &h.kind else {
-                continue;
+            let a = match &h.kind {
+                Kind::Accepting(a) => a,
+                Kind::Placed(g) => {
+                    wake_by(self.next_watch);
+                    if rest.is_some() {
+                        continue;
+                    }
+                    if let Some(until) = g.paused_until(now) {
+                        wake_by(until);
+                    } else if g.has_queue() {
+                        wake_by(now + FULL_RECHECK);
+                    } else if self.workers.any_room(&h.workers, self.window) {
+                        for (i, fd) in g.left_out() {
+                            targets.push(Target::Rescue(h.id, i));
+                            pollfds.push(pollfd(fd.as_raw_fd(), libc::POLLIN));
+                        }
+                    }
+                    continue;
+                }
+                Kind::Shared(_) => continue,
             };
             for (fd, due) in a.peeking().watch(now) {
                 wake_by(due);
@@ -234,7 +288,7 @@ impl Reactor {
                 Command::AddWorker { id, fd, pid } => self.add_worker(id, fd, pid),
                 Command::StopRouting { id } => rescue.stop_routing(id, workers, handles),
                 Command::WorkerExited { id } => {
-                    query::read(id, &self.policy, workers, handles, rescue);
+                    query::read(id, (&self.policy, self.placement), workers, handles, rescue);
                     rescue.drop_worker(id, workers, handles);
                 }
                 Command::SetWindow { window } => self.window = window.clamp(1, MAX_WINDOW),

@@ -153,21 +153,25 @@ impl Rescue {
         };
         match link.take_back(matches!(why, Why::Stalled | Why::Busy)) {
             Ok(got) => {
-                let n = got.len() as u64;
-                let counter = match why {
-                    Why::Died => &mut self.rerouted.died,
-                    Why::Draining => &mut self.rerouted.draining,
-                    Why::Stalled => &mut self.rerouted.stalled,
-                    Why::Busy => &mut self.rerouted.busy,
-                    Why::OutOfFds => &mut self.rerouted.out_of_fds,
-                };
-                *counter += n;
+                self.count(why, got.len() as u64);
                 for (record, fd) in got {
                     self.requeue(record, fd, None, handles);
                 }
             }
             Err(error) => self.report(id, error),
         }
+    }
+
+    /// `n` connections went to another worker than the one meant, for `why`.
+    pub fn count(&mut self, why: Why, n: u64) {
+        let counter = match why {
+            Why::Died => &mut self.rerouted.died,
+            Why::Draining => &mut self.rerouted.draining,
+            Why::Stalled => &mut self.rerouted.stalled,
+            Why::Busy => &mut self.rerouted.busy,
+            Why::OutOfFds => &mut self.rerouted.out_of_fds,
+        };
+        *counter += n;
     }
 
     /// Connections worker `id` gave back: refused ones go to another worker;
@@ -284,8 +288,10 @@ impl Rescue {
 /// Queues a connection on listener `handle`; dropped (closed) if it is gone.
 pub fn push_queued(handles: &mut Handles, handle: u32, q: Queued) {
     if let Some(h) = handles.map.get_mut(&handle) {
-        if let Kind::Accepting(a) = &mut h.kind {
-            a.push(q);
+        match &mut h.kind {
+            Kind::Accepting(a) => a.push(q),
+            Kind::Placed(g) => g.push(q),
+            Kind::Shared(_) => {}
         }
     }
 }

@@ -22,7 +22,7 @@ pub fn collect(policy_name: &'static str, workers: &Workers, handles: &Handles, 
             id,
             routing: link.routing(),
             stalled: link.window().is_stalled(),
-            accepted: page.taken,
+            accepted: page.taken + page.placed,
             pending: link.window().queued(),
             active: page.active,
             rerouted,
@@ -35,15 +35,22 @@ pub fn collect(policy_name: &'static str, workers: &Workers, handles: &Handles, 
     let mut listeners: Vec<_> = handles.map.values().collect();
     listeners.sort_by_key(|h| h.id);
     for h in listeners {
-        let (policy, accepted, fd, waiting, sticky_keys) = match &h.kind {
-            Kind::Accepting(a) => (policy_name, Some(a.accepted()), a.listener_fd(), a.waiting(), a.keys()),
-            Kind::Shared(s) => ("none", None, s.fd.as_fd(), 0, 0),
+        let (policy, accepted, queue, waiting, sticky_keys) = match &h.kind {
+            Kind::Accepting(a) => (
+                policy_name,
+                Some(a.accepted()),
+                stats::accept_queue(a.listener_fd()),
+                a.waiting(),
+                a.keys(),
+            ),
+            Kind::Placed(g) => (policy_name, Some(g.rescued()), g.accept_queue(), g.waiting(), 0),
+            Kind::Shared(s) => ("none", None, stats::accept_queue(s.fd.as_fd()), 0, 0),
         };
-        let queue = stats::accept_queue(fd);
         out.listeners.push(ListenerStats {
             id: h.id,
             address: h.address(),
             policy,
+            placement: h.kind.placement(),
             workers: h.workers.clone(),
             accepted,
             queue: queue.map(|q| q.0),

@@ -47,7 +47,7 @@ pub struct Totals {
 
 impl Totals {
     pub fn add(&mut self, s: &Snapshot) {
-        self.accepted += s.taken;
+        self.accepted += s.taken + s.placed;
         self.handoff_sum_ns += s.handoff_sum_ns;
         self.handoff.resize(HANDOFF_BUCKETS, 0);
         for (t, v) in self.handoff.iter_mut().zip(s.handoff) {
@@ -86,10 +86,15 @@ pub struct ListenerStats {
     pub id: u32,
     /// `host:port`, or the unix socket's path.
     pub address: String,
-    /// "rr" (the primary accepts) or "shared" (workers accept).
+    /// Its scheduling policy's name ("none" where the workers share a socket).
     pub policy: &'static str,
+    /// Who places its connections: "primary" (the primary accepts and hands
+    /// each over), "kernel" (a steered group, one socket per worker) or
+    /// "shared" (the workers accept on one socket).
+    pub placement: &'static str,
     pub workers: Vec<u32>,
-    /// Accepted by the primary (round-robin only).
+    /// Accepted by the primary: all of them under placement "primary", those
+    /// it rescued from left-out sockets under "kernel"; none if "shared".
     pub accepted: Option<u64>,
     /// The kernel's accept queue: connections waiting, and its limit (TCP only).
     pub queue: Option<u32>,

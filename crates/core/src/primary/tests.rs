@@ -138,7 +138,15 @@ fn start_with(policy: Policy, window: usize) -> (Primary, mpsc::Receiver<Event>)
     let sink: EventSink = Arc::new(move |e| {
         let _ = tx.lock().unwrap().send(e);
     });
-    let p = Primary::start(Config { policy, window }, sink).unwrap();
+    let p = Primary::start(
+        Config {
+            policy,
+            window,
+            placement: Placement::Primary,
+        },
+        sink,
+    )
+    .unwrap();
     (p, rx)
 }
 

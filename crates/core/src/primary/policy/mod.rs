@@ -87,30 +87,30 @@ pub struct PolicyInfo {
     /// Whether a busy worker's unread connections go to a free one
     /// (`busy.rs`): only where load is what the policy weighs.
     pub takes_back_busy: bool,
+    /// Whether the kernel can place its connections (`group.rs`): it needs
+    /// nothing the kernel cannot see at the SYN, and no count it cannot read.
+    pub kernel_places: bool,
 }
 
-const fn info(
-    name: &'static str,
-    sched: u32,
-    constant: &'static str,
-    primary_accepts: bool,
-    takes_back_busy: bool,
-) -> PolicyInfo {
+/// `info(name, sched, constant, [primary_accepts, takes_back_busy, kernel_places])`.
+const fn info(name: &'static str, sched: u32, constant: &'static str, flags: [bool; 3]) -> PolicyInfo {
+    let [primary_accepts, takes_back_busy, kernel_places] = flags;
     PolicyInfo {
         name,
         sched,
         constant,
         primary_accepts,
         takes_back_busy,
+        kernel_places,
     }
 }
 
 pub const POLICIES: [PolicyInfo; 5] = [
-    info("none", 1, "SCHED_NONE", false, false),
-    info("rr", 2, "SCHED_RR", true, false),
-    info("least", 101, "SCHED_LEAST", true, true),
-    info("sticky", 102, "SCHED_STICKY", true, false),
-    info("random", 103, "SCHED_RANDOM", true, true),
+    info("none", 1, "SCHED_NONE", [false, false, false]),
+    info("rr", 2, "SCHED_RR", [true, false, true]),
+    info("least", 101, "SCHED_LEAST", [true, true, false]),
+    info("sticky", 102, "SCHED_STICKY", [true, false, false]),
+    info("random", 103, "SCHED_RANDOM", [true, true, false]),
 ];
 
 impl Policy {
