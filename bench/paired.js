@@ -84,6 +84,7 @@ async function start(s) {
   await load(s.port, 2); // warm-up: JIT, caches
   s.total = [];
   s.primary = [];
+  s.rps = [];
 }
 
 async function measure(s) {
@@ -91,7 +92,9 @@ async function measure(s) {
   const cpu = () => pids.reduce((t, p) => t + (procs.cpuSeconds(p) || 0), 0);
   const c0 = cpu();
   const p0 = procs.cpuSeconds(s.child.pid);
+  const t0 = process.hrtime.bigint();
   const n = await load(s.port, duration);
+  s.rps.push(n / (Number(process.hrtime.bigint() - t0) / 1e9));
   s.total.push(((cpu() - c0) * 1e6) / n);
   s.primary.push(((procs.cpuSeconds(s.child.pid) - p0) * 1e6) / n);
 }
@@ -117,9 +120,11 @@ async function main() {
   wrk = loaders.pick('wrk', { install: false, log: (line) => process.stderr.write(`${line}\n`) });
   for (const s of sides) await start(s);
   const ratios = [];
+  const rpsRatios = [];
   for (let r = 0; r < rounds; r++) {
     for (const s of r % 2 === 0 ? sides : [...sides].reverse()) await measure(s);
     ratios.push(sides[0].total[r] / sides[1].total[r]);
+    rpsRatios.push(sides[0].rps[r] / sides[1].rps[r]);
     process.stderr.write(`[round ${r + 1}/${rounds}] ${sides.map((s) => `${s.name} ${s.total[r].toFixed(1)} µs/req`).join(', ')}\n`);
   }
   for (const s of sides) {
@@ -127,8 +132,9 @@ async function main() {
     console.log(`${s.name.padEnd(10)} server CPU ${median(s.total).toFixed(1)} µs/req (primary ${median(s.primary).toFixed(1)}, ` +
                 `workers ${median(workers).toFixed(1)})`);
   }
-  console.log(`${sides[0].name} / ${sides[1].name}: ${median(ratios).toFixed(3)}× (rounds ` +
-              `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}×)`);
+  console.log(`${sides[0].name} / ${sides[1].name}: CPU per request ${median(ratios).toFixed(3)}× (rounds ` +
+              `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}×), req/s ${median(rpsRatios).toFixed(3)}× ` +
+              `(rounds ${Math.min(...rpsRatios).toFixed(2)}–${Math.max(...rpsRatios).toFixed(2)}×)`);
   if (values.syscalls) {
     const perf = syscalls.probe();
     if (!perf.ok) throw new Error(`--syscalls: ${perf.note}`);
