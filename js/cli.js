@@ -65,8 +65,8 @@ const HELP = `rs-cluster [options] <script> [script args...]   run an unchanged 
   --max-memory <MB>       replace a worker whose RSS exceeds this, gracefully (default off)
   --wait-ready            a new worker is ready when it calls process.send('ready'), not when it listens
   --no-respawn            do not replace workers that exit unexpectedly (default: respawn, with backoff)
-  --metrics <[host:]port> serve GET /metrics (Prometheus text) and GET /stats (JSON) from the primary;
-                          host default 127.0.0.1
+  --metrics <[host:]port> serve GET /metrics (Prometheus text), GET /stats (JSON) and the probes
+                          GET /healthz and /readyz from the primary; host default 127.0.0.1
   -h, --help              this text
   -v, --version           rs-cluster's version
 

@@ -1,7 +1,10 @@
 'use strict';
 // The metrics endpoint (setting `metrics`, RS_CLUSTER_METRICS, --metrics): a
-// plain http server in the primary serving GET /metrics (Prometheus text)
-// and GET /stats (JSON). It only reads, so a scrape answers during a reload
+// plain http server in the primary serving GET /metrics (Prometheus text),
+// GET /stats (JSON), and the probes an orchestrator asks: GET /healthz (200
+// while the primary's reactor answers and a worker listens, else 503) and
+// GET /readyz (also 503 once a graceful stop began, so a load balancer stops
+// sending before connections are refused). It only reads, so a scrape answers during a reload
 // too. Neither it nor its connections keep the primary alive: with every
 // worker gone the primary exits as node:cluster's does.
 
@@ -14,25 +17,46 @@ function reply(res, status, type, body, head) {
   res.end(head ? undefined : body);
 }
 
-// Serves `cluster.metrics()` and `cluster.stats()` on `host:port`; `onError`
-// gets the server's errors (a listen error such as EADDRINUSE).
-function serve({ host, port }, cluster, onError) {
+const TEXT = 'text/plain; charset=utf-8';
+
+// A probe's route: 200 "ok", or 503 with why not.
+function probe(check) {
+  return () => {
+    const why = check();
+    if (why !== null) throw new Error(why);
+    return 'ok\n';
+  };
+}
+
+/**
+ * Serves `cluster.metrics()`, `cluster.stats()` and the probes on
+ * `host:port`; `onError` gets the server's errors (a listen error such as
+ * EADDRINUSE).
+ * @param {{ host: string, port: number }} address
+ * @param {any} cluster
+ * @param {{ health(): string | null, ready(): string | null }} probes null when well, else why not
+ * @param {(err: Error) => void} onError
+ */
+function serve({ host, port }, cluster, probes, onError) {
+  /** @type {Record<string, [string, () => string]>} */
   const routes = {
     '/metrics': [PROMETHEUS_TYPE, () => cluster.metrics()],
     '/stats': ['application/json; charset=utf-8', () => `${JSON.stringify(cluster.stats())}\n`],
+    '/healthz': [TEXT, probe(probes.health)],
+    '/readyz': [TEXT, probe(probes.ready)],
   };
   const server = http.createServer((req, res) => {
     const route = routes[(req.url ?? '').split('?')[0]];
-    if (route === undefined) return reply(res, 404, 'text/plain; charset=utf-8', 'not found: try /metrics or /stats\n');
+    if (route === undefined) return reply(res, 404, TEXT, 'not found: try /metrics, /stats, /healthz or /readyz\n');
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('Allow', 'GET, HEAD');
-      return reply(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
+      return reply(res, 405, TEXT, 'method not allowed\n');
     }
     let body;
     try {
       body = route[1]();
     } catch (err) {
-      return reply(res, 503, 'text/plain; charset=utf-8', `${err.message}\n`);
+      return reply(res, 503, TEXT, `${err.message}\n`, req.method === 'HEAD');
     }
     reply(res, 200, route[0], body, req.method === 'HEAD');
   });

@@ -155,8 +155,25 @@ function serveMetrics(address) {
   metricsAddress = address;
   if (metricsServer !== null) metricsServer.close();
   metricsServer = address === undefined ? null
-    : require('./metrics-server').serve(settingsSpec.parseAddress(`${address}`), cluster, (err) => cluster.emit('error', err));
+    : require('./metrics-server').serve(settingsSpec.parseAddress(`${address}`), cluster, probes,
+                                        (err) => cluster.emit('error', err));
 }
+
+// Set by cluster.disconnect() (a graceful stop): from then on the cluster
+// is not ready for new work, though it still serves what it has.
+let stopping = false;
+
+// What /healthz and /readyz answer: null when all is well, else why not.
+const probes = {
+  health() {
+    if (reactor === null || reactor.lags() === null) return 'the primary\'s reactor does not answer';
+    const listening = Object.values(cluster.workers).some((w) => w.state === 'listening');
+    return listening ? null : 'no worker listens';
+  },
+  ready() {
+    return stopping ? 'stopping: no new work' : probes.health();
+  },
+};
 
 function getReactor() {
   if (reactor === null) {
@@ -379,6 +396,7 @@ function onWorkerMessage(worker, message) {
 }
 
 cluster.disconnect = function disconnect(cb) {
+  stopping = true;
   supervisor.disconnectingAll();
   const workers = Object.values(cluster.workers);
   if (workers.length === 0) {
