@@ -36,12 +36,14 @@ function startTime(pid) {
 // Starts `node fixtures/<name>` with CLUSTER_IMPL=impl. Every JSON line the
 // fixture prints is kept in `events`; any `pid`/`pids` field in them is
 // remembered so `stop()` can kill stragglers by pid.
-function startCluster(name, { impl = 'rs', env = {}, args = [], execArgv = [], cwd = ROOT } = {}) {
-  const file = path.isAbsolute(name) ? name : path.join(FIXTURES, name);
-  const child = spawn(process.execPath, [...execArgv, file, ...args], {
+// `program`: run `name` as that program (not node), with `args`. `stdio`
+// may give the child more fds from 3 on (a service manager's sockets).
+function startCluster(name, { impl = 'rs', env = {}, args = [], execArgv = [], cwd = ROOT, stdio = undefined, program = false } = {}) {
+  const file = path.isAbsolute(name) || program ? name : path.join(FIXTURES, name);
+  const child = spawn(program ? file : process.execPath, program ? args : [...execArgv, file, ...args], {
     cwd,
     env: { ...process.env, CLUSTER_IMPL: impl, NODE_CLUSTER_SCHED_POLICY: undefined, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: stdio ?? ['ignore', 'pipe', 'pipe'],
   });
   const pids = new Set([child.pid]);
   // Start time of each pid when it was first seen, so stop() never kills a

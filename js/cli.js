@@ -143,6 +143,9 @@ function parseCommandLine(argv) {
   for (const [flag, key] of Object.entries(SETTING_FLAGS)) {
     if (values[flag] !== undefined) flags[key] = settings.parseText(key, values[flag], `--${flag}`);
   }
+  // Sockets handed to another process would be taken by mistake.
+  const inherited = require('./systemd').listenFds();
+  if (inherited.error !== undefined) throw new UsageError(inherited.error);
   if (values['no-respawn']) flags.respawn = false;
   if (values['wait-ready']) flags.waitReady = true;
   return {
@@ -160,6 +163,66 @@ function log(message) {
 
 function describeWorker(worker) {
   return `worker ${worker.id} (pid ${worker.process.pid})`;
+}
+
+// What the service manager hears (NOTIFY_SOCKET; nothing without it):
+// READY=1 once the first `workers` are ready, RELOADING=1 then READY=1
+// around a reload, STOPPING=1 at a graceful stop, a STATUS= line, and
+// WATCHDOG=1 every half WATCHDOG_USEC while the reactor answers and some
+// worker's event loop turns.
+function serviceManager(cluster, workers) {
+  const systemd = require('./systemd');
+  const notify = systemd.notifier();
+  const ready = new Set();
+  let isReady = false;
+  let last = null;
+  const status = () => {
+    let s;
+    try {
+      s = cluster.stats();
+    } catch (err) {
+      return `STATUS=${err.message}`;
+    }
+    const now = Date.now();
+    const rate = last === null ? 0 : ((s.totals.accepted - last.accepted) * 1000) / Math.max(1, now - last.at);
+    last = { at: now, accepted: s.totals.accepted };
+    const listening = s.workers.filter((w) => w.state === 'listening').length;
+    return `STATUS=${listening} worker(s) listening, policy ${s.routing.policy}, ${Math.round(rate)} req/s`;
+  };
+  if (notify !== null) {
+    const every = systemd.watchdogMs();
+    const tick = () => {
+      if (!isReady) return;
+      try {
+        let fields = status();
+        const turning = cluster.stats().workers.some((w) => w.eventLoopLag * 1000 < (every ?? Infinity) * 2);
+        if (every !== null && turning) fields += '\nWATCHDOG=1';
+        notify(fields);
+      } catch {
+        // The reactor does not answer: no WATCHDOG=1, and the manager acts.
+      }
+    };
+    setInterval(tick, every ?? 10000).unref();
+  }
+  return {
+    ready(worker) {
+      if (isReady) return;
+      ready.add(worker.id);
+      if (ready.size < workers) return;
+      isReady = true;
+      systemd.reportUnclaimed(cluster.stats().listeners.map((l) => l.address));
+      if (notify !== null) notify(`READY=1\n${status()}`);
+    },
+    reloading() {
+      if (notify !== null) notify(`RELOADING=1\nMONOTONIC_USEC=${systemd.monotonicUsec()}`);
+    },
+    reloaded() {
+      if (notify !== null) notify(`READY=1\n${status()}`);
+    },
+    stopping() {
+      if (notify !== null) notify('STOPPING=1');
+    },
+  };
 }
 
 /** @param {ReturnType<typeof parseCommandLine>} commandLine one that is neither --help nor --version */
@@ -180,11 +243,13 @@ function run({ workers, policy, settings: clusterSettings, exec, args }) {
   let anyFailed = false;
 
   const finish = (code) => process.exit(code);
+  const service = serviceManager(cluster, workers);
 
   function stop(reason, code = 0) {
     if (stopping) return;
     stopping = true;
     stopCode = code;
+    service.stopping();
     log(`${reason}: stopping ${live.size} worker(s), drain timeout ${cluster.settings.drainTimeout} ms`);
     cluster.disconnect();
     if (live.size === 0) finish(code);
@@ -198,7 +263,10 @@ function run({ workers, policy, settings: clusterSettings, exec, args }) {
   });
   cluster.on('fork', (worker) => live.set(worker, Date.now()));
   cluster.on('listening', (worker, address) => {
-    if (!cluster.settings.waitReady) started = true;
+    if (!cluster.settings.waitReady) {
+      started = true;
+      service.ready(worker);
+    }
     const text = addressText(address);
     if (!addresses.has(text)) {
       addresses.add(text);
@@ -206,7 +274,9 @@ function run({ workers, policy, settings: clusterSettings, exec, args }) {
     }
   });
   cluster.on('message', (worker, message) => {
-    if (message === 'ready') started = true;
+    if (message !== 'ready') return;
+    started = true;
+    service.ready(worker);
   });
   cluster.on('restart', (worker, info) => {
     const after = info.delay !== undefined ? `, after ${info.delay} ms` : '';
@@ -238,12 +308,19 @@ function run({ workers, policy, settings: clusterSettings, exec, args }) {
     for (const worker of live.keys()) worker.process.kill('SIGKILL');
     finish(130);
   });
+  // Node's default for SIGUSR2 ends the process: that would drop every
+  // listening socket. Refused in one line instead.
+  process.on('SIGUSR2', () => {
+    log('SIGUSR2 asks for a hand-over to a new primary, which this version does not support: ignored, still serving');
+  });
   process.on('SIGHUP', () => {
     if (stopping) return;
     const t0 = Date.now();
     log(`SIGHUP: reloading ${Object.keys(cluster.workers).length} worker(s)`);
+    service.reloading();
     cluster.reload().then(() => log(`reloaded in ${Date.now() - t0} ms`),
-                          (err) => log(`reload failed: ${err.message}`));
+                          (err) => log(`reload failed: ${err.message}`))
+      .finally(() => service.reloaded());
   });
 
   log(`${path.relative(process.cwd(), exec) || exec}: ${workers} worker(s), primary pid ${process.pid}`);

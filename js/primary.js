@@ -13,6 +13,7 @@ const settingsSpec = require('./settings');
 const { createSupervisor } = require('./supervisor');
 const { explainDeniedPreload } = require('./preload-access');
 const stats = require('./stats');
+const systemd = require('./systemd');
 const { WORKER_ENV, CHANNEL_ENV, PRELOAD_ENV, WINDOW_ENV, ADDON_ENV } = require('./env');
 
 // The scheduling policies, from the Rust table (crates/core/src/primary/
@@ -180,7 +181,12 @@ function getReactor() {
     // An unknown policy (frozen after its assertion) shares handles, as
     // node:cluster does with anything but SCHED_RR.
     const policy = Object.values(POLICIES).includes(schedulingPolicy) ? schedulingPolicy : SCHED_NONE;
-    reactor = new native.PrimaryReactor(policy, cluster.settings.sticky, cluster.settings.placement, onReactorEvent);
+    reactor = new native.PrimaryReactor({
+      policy,
+      sticky: cluster.settings.sticky,
+      placement: cluster.settings.placement,
+      inherited: systemd.adopt(),
+    }, onReactorEvent);
     // Connections that may wait unread in a worker's queue (README, "Additions").
     const window = Number.parseInt(process.env[WINDOW_ENV], 10);
     if (window > 0) reactor.setWindow(window);

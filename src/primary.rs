@@ -60,6 +60,31 @@ pub fn probe_socket(env: Env, kind: String) -> Result<i32> {
         .map_err(|e| to_js(&env, &e))
 }
 
+/// Sends `message` to the service manager's notification socket (the
+/// value of NOTIFY_SOCKET: a path, or `@` and an abstract name).
+#[napi(catch_unwind)]
+pub fn sd_notify(env: Env, socket: String, message: String) -> Result<()> {
+    rs_cluster_core::notify::notify(&socket, &message)
+        .during("sendto")
+        .map_err(|e| to_js(&env, &e))
+}
+
+/// Where listening socket `fd` is bound, as the stats name a listener
+/// (`host:port`, `[v6]:port`, or a unix path); null if it is not bound.
+#[napi(catch_unwind)]
+pub fn socket_name(fd: i32) -> Option<String> {
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a non-negative fd, only borrowed for the calls below (one that
+    // is not open makes them fail with EBADF).
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    match rs_cluster_core::sockets::local_addr(fd) {
+        Ok(a) => Some(a.to_string()),
+        Err(_) => rs_cluster_core::sockets::local_path(fd),
+    }
+}
+
 /// A scheduling policy's numbers and names (`rs_cluster_core::primary::POLICIES`).
 #[napi(object)]
 pub struct PolicyEntry {
@@ -116,23 +141,45 @@ pub struct PrimaryReactor {
     inner: Option<Primary>,
 }
 
+/// How the reactor routes, and what it starts with.
+#[napi(object)]
+pub struct ReactorOptions {
+    /// A `sched` of `policies()`.
+    pub policy: u32,
+    /// SCHED_STICKY's key (default `ip`).
+    pub sticky: Option<String>,
+    /// 'kernel' or 'primary' (default), where the policy lets the kernel
+    /// place connections.
+    #[napi(ts_type = "'kernel' | 'primary'")]
+    pub placement: Option<String>,
+    /// Listening sockets the primary was started with (LISTEN_FDS), now the
+    /// reactor's: a worker's listen() on one's address uses it.
+    pub inherited: Option<Vec<i32>>,
+}
+
 #[napi]
 impl PrimaryReactor {
-    /// `policy`: a `sched` of `policies()`; SCHED_STICKY is keyed by
-    /// `sticky` (default `ip`). `placement`: 'kernel' or 'primary' (default),
-    /// where the policy lets the kernel place connections.
     #[napi(constructor, catch_unwind)]
     pub fn new(
         env: Env,
-        policy: u32,
-        sticky: Option<String>,
-        #[napi(ts_arg_type = "'kernel' | 'primary' | undefined | null")] placement: Option<String>,
+        options: ReactorOptions,
         #[napi(ts_arg_type = "(event: PrimaryEvent) => void")] on_event: Function<PrimaryEvent, UnknownReturnValue>,
     ) -> Result<Self> {
+        let ReactorOptions {
+            policy,
+            sticky,
+            placement,
+            inherited,
+        } = options;
         let mut policy = Policy::from_sched(policy, KeySpec::Ip).ok_or_else(|| invalid_arg(&env, "policy", policy))?;
         if let Policy::Sticky(key) = &mut policy {
             *key = sticky_key(&env, sticky.as_deref().unwrap_or("ip"))?;
         }
+        let inherited = inherited
+            .unwrap_or_default()
+            .into_iter()
+            .map(|fd| take_fd(&env, fd))
+            .collect::<Result<Vec<_>>>()?;
         let tsfn: Arc<EventFn> = Arc::new(
             on_event
                 .build_threadsafe_function::<PrimaryEvent>()
@@ -169,6 +216,7 @@ impl PrimaryReactor {
             policy,
             window: DEFAULT_WINDOW,
             placement,
+            inherited,
         };
         let primary = Primary::start(config, sink)
             .during("socketpair")

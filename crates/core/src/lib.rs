@@ -10,6 +10,7 @@ mod sys;
 pub mod channel;
 pub mod error;
 pub mod handoff;
+pub mod notify;
 pub mod page;
 pub mod primary;
 pub mod protocol;

@@ -106,6 +106,13 @@ pub fn local_addr(fd: BorrowedFd) -> io::Result<SocketAddr> {
         .ok_or_else(|| io::Error::from_raw_os_error(libc::EAFNOSUPPORT))
 }
 
+/// A unix socket's bound path, if it has one.
+pub fn local_path(fd: BorrowedFd) -> Option<String> {
+    let ss: SockaddrStorage = getsockname(fd.as_raw_fd()).ok()?;
+    let path = ss.as_unix_addr()?.path()?;
+    Some(path.to_string_lossy().into_owned())
+}
+
 /// Attaches `program` (classic BPF) to the reuseport group of `fd`,
 /// replacing the one it had: it picks the socket for each new connection.
 #[cfg(any(target_os = "linux", target_os = "android"))]

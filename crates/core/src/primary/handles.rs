@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use crate::protocol::{Family, Query, SockName};
@@ -12,6 +12,7 @@ use crate::sockets;
 
 use super::acceptor::Acceptor;
 use super::group::Group;
+use super::inherited::Inherited;
 use super::policy::Policy;
 use super::shared::Shared;
 use super::Placement;
@@ -49,6 +50,8 @@ pub struct Handle {
     unlink: Option<PathBuf>,
     /// For `listen({ fd })`: the primary's fd this handle serves.
     source_fd: Option<i32>,
+    /// It serves a socket the primary was started with (`inherited.rs`).
+    inherited: bool,
 }
 
 impl Handle {
@@ -101,6 +104,19 @@ fn shortest_path(path: &str) -> String {
     }
 }
 
+/// A handle on an inherited socket: the primary accepts on it, or the
+/// workers share it.
+fn adopt(fd: OwnedFd, schedule: Option<Box<dyn super::policy::Schedule>>) -> io::Result<(Kind, Option<SockName>)> {
+    let name = sockets::sockname(fd.as_fd())?;
+    Ok(match schedule {
+        Some(schedule) => {
+            sockets::prepare_accept(&fd)?;
+            (Kind::Accepting(Acceptor::new(fd, schedule)), name)
+        }
+        None => (Kind::Shared(Shared { fd }), name),
+    })
+}
+
 /// A listener the primary accepts on, bound and listening for `q`.
 fn accepting(q: &Query, schedule: Box<dyn super::policy::Schedule>) -> io::Result<(Kind, Option<SockName>)> {
     let fd = bind_stream(q)?;
@@ -115,9 +131,18 @@ pub struct Handles {
     by_key: HashMap<String, u32>,
     pub map: HashMap<u32, Handle>,
     next_id: u32,
+    inherited: Inherited,
 }
 
 impl Handles {
+    /// A table whose handles use the `inherited` sockets where they match.
+    pub fn with_inherited(inherited: Inherited) -> Handles {
+        Handles {
+            inherited,
+            ..Handles::default()
+        }
+    }
+
     /// The handle for `q.key`, created (bound, and listening if the primary
     /// accepts) on first use. On error nothing is stored, so another worker may retry.
     pub fn get_or_create(&mut self, q: &Query, policy: &Policy, placement: Placement) -> io::Result<&mut Handle> {
@@ -130,12 +155,16 @@ impl Handles {
         if schedule.is_some() && q.fd >= 0 && self.map.values().any(|h| h.source_fd == Some(q.fd)) {
             return Err(io::Error::from_raw_os_error(libc::EEXIST));
         }
-        let placed = schedule.is_some()
+        let adopted = self.inherited.claim(q);
+        let placed = adopted.is_none()
+            && schedule.is_some()
             && placement == Placement::Kernel
             && policy.info().kernel_places
             && matches!(q.family, Family::Tcp4 | Family::Tcp6)
             && q.fd < 0;
+        let inherited = adopted.is_some();
         let (kind, sockname) = match (schedule, placed) {
+            (schedule, _) if inherited => adopt(adopted.expect("adopted"), schedule)?,
             (Some(schedule), true) => match Group::bind(q, schedule) {
                 Ok(group) => {
                     let name = sockets::sockname(group.first_fd())?;
@@ -154,7 +183,9 @@ impl Handles {
         };
         self.next_id = self.next_id.wrapping_add(1).max(1);
         let id = self.next_id;
-        let unlink = (q.family == Family::Pipe).then(|| PathBuf::from(q.address.clone().unwrap_or_default()));
+        // A socket file the service manager made stays its own.
+        let unlink =
+            (q.family == Family::Pipe && !inherited).then(|| PathBuf::from(q.address.clone().unwrap_or_default()));
         let handle = Handle {
             id,
             key: q.key.clone(),
@@ -164,6 +195,7 @@ impl Handles {
             sockname,
             unlink,
             source_fd: (q.fd >= 0).then_some(q.fd),
+            inherited,
         };
         self.by_key.insert(q.key.clone(), id);
         Ok(self.map.entry(id).or_insert(handle))
@@ -183,6 +215,13 @@ impl Handles {
         }
         let h = self.map.remove(&id)?;
         self.by_key.remove(&h.key);
+        if h.inherited {
+            match &h.kind {
+                Kind::Accepting(a) => self.inherited.release(a.listener_fd()),
+                Kind::Shared(s) => self.inherited.release(s.fd.as_fd()),
+                Kind::Placed(_) => {}
+            }
+        }
         Some(h)
     }
 

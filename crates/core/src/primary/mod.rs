@@ -13,6 +13,7 @@ mod busy;
 mod dispatch;
 mod group;
 mod handles;
+mod inherited;
 mod link;
 mod peek;
 pub mod policy;
@@ -38,11 +39,13 @@ pub use policy::{Policy, PolicyInfo, POLICIES};
 
 use crate::error::Error;
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Config {
     pub policy: Policy,
     pub window: usize,
     pub placement: Placement,
+    /// Listening sockets the primary was started with (systemd's LISTEN_FDS).
+    pub inherited: Vec<OwnedFd>,
 }
 
 /// Who puts a connection in a worker's hands, where the policy lets the

@@ -19,6 +19,7 @@ use crate::tuning::{FULL_RECHECK, MAX_WINDOW, PLACED_WATCH};
 
 use super::dispatch::Dispatch;
 use super::handles::{Handles, Kind};
+use super::inherited::Inherited;
 use super::policy::Policy;
 use super::rescue::{peer_gone, Rescue};
 use super::workers::Workers;
@@ -63,7 +64,7 @@ impl Reactor {
             placement: config.placement,
             window: config.window,
             next_watch: Instant::now(),
-            handles: Handles::default(),
+            handles: Handles::with_inherited(Inherited::new(config.inherited)),
             workers: Workers::default(),
             dispatch: Dispatch::new(),
             sink,

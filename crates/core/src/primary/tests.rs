@@ -143,6 +143,7 @@ fn start_with(policy: Policy, window: usize) -> (Primary, mpsc::Receiver<Event>)
             policy,
             window,
             placement: Placement::Primary,
+            inherited: Vec::new(),
         },
         sink,
     )
