@@ -21,8 +21,9 @@ const { METRICS } = require('../js/prometheus');
 const INDEX = path.join(ROOT, 'index.d.ts');
 const TYPED_JS = ['stats.js', 'prometheus.js', 'top.js', 'address.js', 'procinfo.js', 'metrics-server.js']
   .map((f) => path.join(ROOT, 'js', f));
-// The contract the additions were built to; outside the repository.
-const ADDITIONS = '/work/shared/notes/additions.md';
+// The contract the additions were built to: in the shared folder beside the
+// checkout (as on a developer's machine and CI's), not in the repository.
+const ADDITIONS = path.join(ROOT, '..', 'shared', 'notes', 'additions.md');
 
 let program = null;
 function compile() {
