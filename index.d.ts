@@ -180,6 +180,12 @@ declare module "cluster" {
          */
         placement?: "kernel" | "primary" | undefined;
         /**
+         * A unix socket path (mode 0600) on which `rs-cluster status|reload|stop <path>` reach this primary
+         * (RS_CLUSTER_CONTROL). A socket file no primary answers on is replaced; one a live primary answers on is
+         * an EADDRINUSE 'error'.
+         */
+        control?: string | undefined;
+        /**
          * Serve GET /metrics (Prometheus text) and GET /stats (JSON) from the primary at `[host:]port`
          * (host default 127.0.0.1) or a port number (RS_CLUSTER_METRICS). A listen error such as
          * EADDRINUSE is the cluster's 'error'.

@@ -21,6 +21,7 @@ const OPTIONS = {
   policy: { type: 'string' },
   'sticky-key': { type: 'string' },
   placement: { type: 'string' },
+  control: { type: 'string' },
   'drain-timeout': { type: 'string' },
   'hang-timeout': { type: 'string' },
   'max-memory': { type: 'string' },
@@ -38,6 +39,7 @@ const SETTING_FLAGS = {
   'max-memory': 'maxMemory',
   'sticky-key': 'sticky',
   placement: 'placement',
+  control: 'control',
   metrics: 'metrics',
 };
 
@@ -57,6 +59,7 @@ const HELP = `rs-cluster [options] <script> [script args...]   run an unchanged 
                           the worker with the fewest live connections, a client's own worker, or the
                           less loaded of two workers drawn at random
   --sticky-key <key>      ip|header:NAME|cookie:NAME|query:NAME, with --policy sticky (default ip)
+  --control <path>        a unix socket (0600) for rs-cluster status|reload|stop <path>
   --placement <kernel|primary>
                           with rr on TCP (Linux): the kernel queues each connection at its worker's own
                           socket, steered by the primary (kernel), or the primary hands it over (default)
@@ -71,6 +74,8 @@ const HELP = `rs-cluster [options] <script> [script args...]   run an unchanged 
   -v, --version           rs-cluster's version
 
 rs-cluster top <[host:]port>   live view of a running cluster's /stats, refreshed every second; q quits
+rs-cluster status|reload|stop <path>   ask the primary at control socket <path>: print its stats, reload
+                               (as SIGHUP), stop gracefully (as SIGTERM); wait for the outcome, exit 0 or 1
 
 Signals: SIGHUP = rolling reload; SIGTERM or SIGINT = graceful stop (no new connections, in-flight
 work finishes within the drain timeout, exit 0); a second SIGINT = stop now (exit 130).
@@ -259,7 +264,8 @@ function run({ workers, policy, settings: clusterSettings, exec, args }) {
   // bad flag; anything else the cluster reports is logged.
   cluster.on('error', (err) => {
     log(err.message);
-    if (err.syscall === 'listen') stop(`--metrics ${cluster.settings.metrics}`, 1);
+    if (err.control) stop('--control', 2);
+    else if (err.syscall === 'listen') stop(`--metrics ${cluster.settings.metrics}`, 1);
   });
   cluster.on('fork', (worker) => live.set(worker, Date.now()));
   cluster.on('listening', (worker, address) => {
@@ -313,21 +319,54 @@ function run({ workers, policy, settings: clusterSettings, exec, args }) {
   process.on('SIGUSR2', () => {
     log('SIGUSR2 asks for a hand-over to a new primary, which this version does not support: ignored, still serving');
   });
-  process.on('SIGHUP', () => {
-    if (stopping) return;
+  // SIGHUP, or `rs-cluster reload <path>`, which waits for the outcome.
+  function reload(why) {
+    if (stopping) return Promise.reject(new Error('the cluster is stopping'));
     const t0 = Date.now();
-    log(`SIGHUP: reloading ${Object.keys(cluster.workers).length} worker(s)`);
+    log(`${why}: reloading ${Object.keys(cluster.workers).length} worker(s)`);
     service.reloading();
-    cluster.reload().then(() => log(`reloaded in ${Date.now() - t0} ms`),
-                          (err) => log(`reload failed: ${err.message}`))
-      .finally(() => service.reloaded());
-  });
+    const done = cluster.reload().then(() => log(`reloaded in ${Date.now() - t0} ms`),
+                                       (err) => {
+                                         log(`reload failed: ${err.message}`);
+                                         throw err;
+                                       });
+    done.catch(() => {}).finally(() => service.reloaded());
+    return done;
+  }
+  process.on('SIGHUP', () => reload('SIGHUP').catch(() => {}));
+  const control = require('./control');
+  control.actions.reload = () => reload('control: reload');
+  control.actions.stop = () => stop('control: stop');
 
   log(`${path.relative(process.cwd(), exec) || exec}: ${workers} worker(s), primary pid ${process.pid}`);
   for (let i = 0; i < workers; i++) cluster.fork();
 }
 
+const CONTROL_COMMANDS = new Set(['status', 'reload', 'stop']);
+
+// `rs-cluster status|reload|stop <path>`: 0 when done, 1 with the reason
+// when the primary could not, 2 on a usage error.
+async function controlCommand([command, path, ...rest]) {
+  if (path === undefined || rest.length > 0) {
+    process.stderr.write(`rs-cluster: ${command} takes the control socket's path\nusage: rs-cluster ${command} <path>\n`);
+    return 2;
+  }
+  try {
+    const answer = await require('./control').request(path, command);
+    if (!answer.ok) throw new Error(answer.error);
+    if (command === 'status') process.stdout.write(`${JSON.stringify(answer.stats, null, 2)}\n`);
+    return 0;
+  } catch (err) {
+    process.stderr.write(`rs-cluster: ${command}: ${err.message}\n`);
+    return 1;
+  }
+}
+
 function main(argv) {
+  if (CONTROL_COMMANDS.has(argv[0])) {
+    controlCommand(argv).then((code) => { process.exitCode = code; });
+    return;
+  }
   if (argv[0] === 'top') {
     require('./top').main(argv.slice(1)).then((code) => process.exit(code));
     return;

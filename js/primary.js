@@ -136,6 +136,7 @@ cluster.setupPrimary = function setupPrimary(options) {
   }
   cluster.settings = settings;
   serveMetrics(settings.metrics);
+  serveControl(settings.control);
   if (!initialized) {
     initialized = true;
     schedulingPolicy = cluster.schedulingPolicy;
@@ -158,6 +159,18 @@ function serveMetrics(address) {
   metricsServer = address === undefined ? null
     : require('./metrics-server').serve(settingsSpec.parseAddress(`${address}`), cluster, probes,
                                         (err) => cluster.emit('error', err));
+}
+
+// Opens the control socket once, if the `control` setting names one.
+let controlServer = null;
+function serveControl(path) {
+  if (path === undefined || controlServer !== null) return;
+  const control = require('./control');
+  control.actions.status = () => cluster.stats();
+  control.actions.reload = () => cluster.reload();
+  // As SIGTERM would: the app's (or the command's) own handler, else a graceful stop.
+  control.actions.stop = () => (process.listenerCount('SIGTERM') > 0 ? process.emit('SIGTERM', 'SIGTERM') : cluster.disconnect());
+  controlServer = control.serve(path, (err) => cluster.emit('error', err));
 }
 
 // Set by cluster.disconnect() (a graceful stop): from then on the cluster

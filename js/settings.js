@@ -74,6 +74,8 @@ const SETTINGS = {
   sticky: { type: 'stickyKey', env: 'RS_CLUSTER_STICKY_KEY' },
   // Who places connections where the policy lets the kernel decide.
   placement: { type: 'placement', env: 'RS_CLUSTER_PLACEMENT' },
+  // The control socket (js/control.js): a unix socket path.
+  control: { type: 'path', env: 'RS_CLUSTER_CONTROL' },
   // The metrics endpoint (js/metrics-server.js): '[host:]port' or a port number.
   metrics: { type: 'address', env: 'RS_CLUSTER_METRICS' },
 };
@@ -84,6 +86,7 @@ const EXPECTED = {
   MB: `a whole number of megabytes from 0 (off) to ${MAX}`,
   stickyKey: "'ip', 'header:NAME', 'cookie:NAME' or 'query:NAME'",
   placement: "'kernel' or 'primary'",
+  path: 'a path for a unix socket',
   address: '[host:]port with a port from 1 to 65535 (an IPv6 host in brackets)',
 };
 
@@ -116,6 +119,11 @@ function validateValue(name, type, value) {
   if (type === 'stickyKey') {
     if (typeof value !== 'string') throw invalidArgType(name, 'string', value);
     if (!validStickyKey(value)) throw invalidValue(name, EXPECTED.stickyKey, value);
+    return;
+  }
+  if (type === 'path') {
+    if (typeof value !== 'string') throw invalidArgType(name, 'string', value);
+    if (value === '' || value.includes('\0')) throw invalidValue(name, EXPECTED.path, value);
     return;
   }
   if (type === 'placement') {
@@ -157,6 +165,8 @@ function parseText(key, text, what) {
     if (validStickyKey(text)) return text;
   } else if (type === 'placement') {
     if (text === 'kernel' || text === 'primary') return text;
+  } else if (type === 'path') {
+    if (!text.includes('\0')) return text;
   } else if (type === 'address') {
     if (parseAddress(text) !== null) return text;
   } else if (/^\d{1,10}$/.test(text) && Number(text) <= MAX) {

@@ -85,6 +85,19 @@ pub fn socket_name(fd: i32) -> Option<String> {
     }
 }
 
+/// The user id of the process at the other end of unix socket `fd`
+/// (SO_PEERCRED); null where the kernel does not say.
+#[napi(catch_unwind)]
+pub fn peer_uid(fd: i32) -> Option<u32> {
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a non-negative fd, only borrowed for the call (one that is not
+    // open makes it fail with EBADF).
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    rs_cluster_core::sockets::peer_uid(fd)
+}
+
 /// A scheduling policy's numbers and names (`rs_cluster_core::primary::POLICIES`).
 #[napi(object)]
 pub struct PolicyEntry {

@@ -113,6 +113,19 @@ pub fn local_path(fd: BorrowedFd) -> Option<String> {
     Some(path.to_string_lossy().into_owned())
 }
 
+/// The user id of the process at the other end of a unix socket.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn peer_uid(fd: BorrowedFd) -> Option<u32> {
+    nix::sys::socket::getsockopt(&fd, sockopt::PeerCredentials)
+        .ok()
+        .map(|c| c.uid())
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn peer_uid(_fd: BorrowedFd) -> Option<u32> {
+    None
+}
+
 /// Attaches `program` (classic BPF) to the reuseport group of `fd`,
 /// replacing the one it had: it picks the socket for each new connection.
 #[cfg(any(target_os = "linux", target_os = "android"))]
