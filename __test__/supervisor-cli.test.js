@@ -32,8 +32,14 @@ test('runs the docs hello world with -w 2: both workers serve', { timeout: 30000
     const { status, body } = await get(port);
     assert.strictEqual(status, 200);
     assert.strictEqual(body, 'hello world\n');
-    // Both workers are up: the command forked two children.
-    assert.strictEqual(descendants(h.child.pid).length, 2, h.stderr);
+    // Both workers are up: the command forked two children (a short-lived
+    // process of a loaded machine may show for a moment: look again).
+    let children = descendants(h.child.pid).length;
+    for (let i = 0; i < 20 && children !== 2; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      children = descendants(h.child.pid).length;
+    }
+    assert.strictEqual(children, 2, h.stderr);
     assert.match(h.stderr, /supervisor-hello\.js: 2 worker\(s\)/);
   } finally {
     await h.stop();
