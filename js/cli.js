@@ -7,6 +7,7 @@
 
 const path = require('node:path');
 const { parseArgs } = require('node:util');
+const { spawn } = require('node:child_process');
 const settings = require('./settings');
 const { availableCpus } = require('./cpus');
 const { formatAddress: addressText } = require('./address');
@@ -22,6 +23,7 @@ const OPTIONS = {
   'sticky-key': { type: 'string' },
   placement: { type: 'string' },
   control: { type: 'string' },
+  takeover: { type: 'string' },
   'drain-timeout': { type: 'string' },
   'hang-timeout': { type: 'string' },
   'max-memory': { type: 'string' },
@@ -59,7 +61,10 @@ const HELP = `rs-cluster [options] <script> [script args...]   run an unchanged 
                           the worker with the fewest live connections, a client's own worker, or the
                           less loaded of two workers drawn at random
   --sticky-key <key>      ip|header:NAME|cookie:NAME|query:NAME, with --policy sticky (default ip)
-  --control <path>        a unix socket (0600) for rs-cluster status|reload|stop <path>
+  --control <path>        a unix socket (0600) for rs-cluster status|reload|stop <path>; SIGUSR2 then
+                          starts a new primary from disk that takes over (--takeover)
+  --takeover <path>       take the listening sockets of the primary at control socket <path>, start the
+                          workers, then stop it (it drains) and serve <path> from here
   --placement <kernel|primary>
                           with rr on TCP (Linux): the kernel queues each connection at its worker's own
                           socket, steered by the primary (kernel), or the primary hands it over (default)
@@ -153,12 +158,15 @@ function parseCommandLine(argv) {
   if (inherited.error !== undefined) throw new UsageError(inherited.error);
   if (values['no-respawn']) flags.respawn = false;
   if (values['wait-ready']) flags.waitReady = true;
+  if (values.takeover === '') throw new UsageError('--takeover takes the control socket path of the primary to replace');
   return {
     workers: parseWorkers(values.workers),
     policy: values.policy,
     settings: { ...DEFAULTS, ...settings.fromEnv(), ...flags },
     exec: resolveScript(script),
     args,
+    takeover: values.takeover,
+    argv,
   };
 }
 
@@ -175,7 +183,7 @@ function describeWorker(worker) {
 // around a reload, STOPPING=1 at a graceful stop, a STATUS= line, and
 // WATCHDOG=1 every half WATCHDOG_USEC while the reactor answers and some
 // worker's event loop turns.
-function serviceManager(cluster, workers) {
+function serviceManager(cluster, workers, onReady) {
   const systemd = require('./systemd');
   const notify = systemd.notifier();
   const ready = new Set();
@@ -216,7 +224,9 @@ function serviceManager(cluster, workers) {
       if (ready.size < workers) return;
       isReady = true;
       systemd.reportUnclaimed(cluster.stats().listeners.map((l) => l.address));
-      if (notify !== null) notify(`READY=1\n${status()}`);
+      // After a hand-over the service's main process is this one.
+      if (notify !== null) notify(`READY=1\n${onReady ? `MAINPID=${process.pid}\n` : ''}${status()}`);
+      if (onReady) onReady();
     },
     reloading() {
       if (notify !== null) notify(`RELOADING=1\nMONOTONIC_USEC=${systemd.monotonicUsec()}`);
@@ -231,10 +241,23 @@ function serviceManager(cluster, workers) {
 }
 
 /** @param {ReturnType<typeof parseCommandLine>} commandLine one that is neither --help nor --version */
-function run({ workers, policy, settings: clusterSettings, exec, args }) {
+function run({ workers, policy, settings: clusterSettings, exec, args, takeover, argv }) {
   // The command reloads on SIGHUP itself; the app's primary variable would
   // make a second handler.
   delete process.env.RS_CLUSTER_RELOAD_SIGNAL;
+  const control = require('./control');
+  if (takeover !== undefined) {
+    // The control path is the old primary's until it is told to stop.
+    delete process.env.RS_CLUSTER_CONTROL;
+    delete /** @type {Record<string, unknown>} */ (clusterSettings).control;
+    try {
+      require('./systemd').handOver(control.fetchListeners(takeover));
+    } catch (err) {
+      log(err.message);
+      process.exitCode = 2;
+      return;
+    }
+  }
   const cluster = require('./index.js');
   if (policy !== undefined) cluster.schedulingPolicy = POLICY_TABLE.find((p) => p.name === policy).sched;
   cluster.setupPrimary({ exec, args, ...clusterSettings });
@@ -248,7 +271,15 @@ function run({ workers, policy, settings: clusterSettings, exec, args }) {
   let anyFailed = false;
 
   const finish = (code) => process.exit(code);
-  const service = serviceManager(cluster, workers);
+  const service = serviceManager(cluster, workers, takeover === undefined ? null : () => {
+    // Ready: the old primary stops (it drains and exits 0); this one serves its control path.
+    control.request(takeover, 'handoff', false).then((answer) => {
+      if (!answer.ok) throw new Error(answer.error);
+      control.replace(takeover);
+      cluster.setupPrimary({ control: takeover });
+      log(`took over from the primary at ${takeover}; it drains and exits`);
+    }).catch((err) => log(`could not stop the primary at ${takeover}: ${err.message}`));
+  });
 
   function stop(reason, code = 0) {
     if (stopping) return;
@@ -314,10 +345,29 @@ function run({ workers, policy, settings: clusterSettings, exec, args }) {
     for (const worker of live.keys()) worker.process.kill('SIGKILL');
     finish(130);
   });
-  // Node's default for SIGUSR2 ends the process: that would drop every
-  // listening socket. Refused in one line instead.
+  // SIGUSR2: the same command line, from disk again (a new rs-cluster or
+  // Node installed meanwhile), takes over through the control socket; this
+  // primary keeps serving until the new one is ready. Without --control it
+  // is refused in one line (Node's default would end the process).
   process.on('SIGUSR2', () => {
-    log('SIGUSR2 asks for a hand-over to a new primary, which this version does not support: ignored, still serving');
+    const path = cluster.settings.control;
+    if (stopping) return;
+    if (path === undefined) {
+      log('SIGUSR2 asks for a hand-over to a new primary, which needs --control <path>: ignored, still serving');
+      return;
+    }
+    const { options, script, args: scriptArgs } = split(argv);
+    const kept = options.filter((o) => !/^--(control|takeover)(=|$)/.test(o));
+    const child = spawn(process.execPath, [...process.execArgv, BIN, ...kept, `--takeover=${path}`, /** @type {string} */ (script), ...scriptArgs], {
+      stdio: 'inherit',
+      detached: true,
+      env: { ...process.env, ...require('./systemd').notifyEnv() },
+    });
+    child.unref();
+    log(`SIGUSR2: new primary pid ${child.pid} takes over from ${path}`);
+    child.on('exit', (code, signal) => {
+      if (!stopping) log(`the new primary (pid ${child.pid}) ${exitText(code, signal)} before taking over: still serving`);
+    });
   });
   // SIGHUP, or `rs-cluster reload <path>`, which waits for the outcome.
   function reload(why) {
@@ -334,7 +384,6 @@ function run({ workers, policy, settings: clusterSettings, exec, args }) {
     return done;
   }
   process.on('SIGHUP', () => reload('SIGHUP').catch(() => {}));
-  const control = require('./control');
   control.actions.reload = () => reload('control: reload');
   control.actions.stop = () => stop('control: stop');
 
@@ -361,6 +410,9 @@ async function controlCommand([command, path, ...rest]) {
     return 1;
   }
 }
+
+// This command's own file, for the new primary SIGUSR2 starts.
+const BIN = path.join(__dirname, '..', 'bin', 'rs-cluster.js');
 
 function main(argv) {
   if (CONTROL_COMMANDS.has(argv[0])) {

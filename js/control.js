@@ -10,16 +10,24 @@ const net = require('node:net');
 const native = require('./native');
 
 const MAX_REQUEST = 4096;
+// The control protocol's version: a primary taking over checks it.
+const PROTOCOL = 1;
 
 /**
  * What each command does; the primary sets them, the command replaces
  * reload and stop with its own (which log and notify as its signals do).
- * @type {{ status: () => object, reload: () => Promise<unknown>, stop: () => void }}
+ * @type {{ status: () => object, reload: () => Promise<unknown>, stop: () => void, listeners: () => number[],
+ *   handoff: () => Promise<void> }}
  */
 const actions = {
   status: () => ({}),
   reload: () => Promise.resolve(),
   stop: () => {},
+  // Duplicates of the listening sockets, for a primary taking over.
+  listeners: () => [],
+  // The primary that took over is ready: accept no more, hand out what was
+  // accepted, then stop as `stop` does.
+  handoff: () => Promise.resolve(),
 };
 
 /** @param {net.Socket} socket @param {object} body */
@@ -41,12 +49,23 @@ async function answer(socket, line) {
       await actions.reload();
       return send(socket, { ok: true });
     }
+    if (command === 'listeners') {
+      // The answer and the sockets in one message (the fds are closed once sent).
+      const fds = actions.listeners();
+      const fd = /** @type {any} */ (socket)._handle?.fd ?? -1;
+      native.sendSockets(fd, `${JSON.stringify({ ok: true, protocol: PROTOCOL, sockets: fds.length })}\n`, fds);
+      return;
+    }
+    if (command === 'handoff') {
+      send(socket, { ok: true, stopping: true });
+      return await actions.handoff();
+    }
     if (command === 'stop') {
       // The answer comes now; the connection closes when the primary exits.
       send(socket, { ok: true, stopping: true });
       return actions.stop();
     }
-    send(socket, { ok: false, error: `unknown command ${JSON.stringify(command)}: status, reload or stop` });
+    send(socket, { ok: false, error: `unknown command ${JSON.stringify(command)}: status, reload, stop, listeners or handoff` });
   } catch (err) {
     send(socket, { ok: false, error: err.message });
   }
@@ -78,10 +97,20 @@ function onConnection(socket) {
   });
 }
 
+// Paths a primary taking over replaces though their primary still answers
+// (it is draining, and keeps its own socket until it exits).
+const replacing = new Set();
+
+/** @param {string} path */
+function replace(path) {
+  replacing.add(path);
+}
+
 /**
  * Listens on `path` (0600). A socket file nobody answers on (a primary that
- * died) is replaced; one a live primary answers on is an EADDRINUSE error.
- * Errors go to `onError`, with `control: true`.
+ * died) is replaced; one a live primary answers on is an EADDRINUSE error,
+ * unless `replace(path)` said to take it. Errors go to `onError`, with
+ * `control: true`.
  * @param {string} path
  * @param {(err: Error) => void} onError
  */
@@ -92,6 +121,13 @@ function serve(path, onError) {
     message: `control socket ${path}: ${err.code === 'EADDRINUSE' ? 'in use by a running primary' : err.message}`,
   }));
   const listen = () => {
+    if (replacing.delete(path)) {
+      try {
+        fs.unlinkSync(path);
+      } catch {
+        // Gone already.
+      }
+    }
     // Created with no access for others, not chmod'ed after: no window.
     const umask = process.umask(0o177);
     try {
@@ -117,13 +153,17 @@ function serve(path, onError) {
       listen();
     });
   });
-  server.on('listening', () => process.once('exit', () => {
-    try {
-      fs.unlinkSync(path);
-    } catch {
-      // Gone already.
-    }
-  }));
+  // The file goes at exit, unless a primary that took over made it anew.
+  server.on('listening', () => {
+    const ino = fs.statSync(path).ino;
+    process.once('exit', () => {
+      try {
+        if (fs.statSync(path).ino === ino) fs.unlinkSync(path);
+      } catch {
+        // Gone already.
+      }
+    });
+  });
   listen();
   server.unref();
   return server;
@@ -131,12 +171,13 @@ function serve(path, onError) {
 
 /**
  * Sends `command` to the primary at `path`: resolves with its answer, and
- * for `stop` once the primary has exited (the connection closes).
+ * for `stop` once the primary has exited (the connection closes) unless
+ * `untilExit` is false.
  * @param {string} path
  * @param {string} command
  * @returns {Promise<any>}
  */
-function request(path, command) {
+function request(path, command, untilExit = true) {
   return new Promise((resolve, reject) => {
     const socket = net.connect(path);
     let buf = '';
@@ -152,7 +193,7 @@ function request(path, command) {
       } catch {
         return reject(new Error(`${path} answered something that is not rs-cluster's control protocol`));
       }
-      if (!(command === 'stop' && answer.ok)) socket.end();
+      if (!(command === 'stop' && answer.ok && untilExit)) socket.end();
     });
     socket.on('error', (/** @type {any} */ err) => reject(new Error(`cannot reach a primary at ${path}: ${err.code ?? err.message}`)));
     socket.on('close', () => {
@@ -162,4 +203,31 @@ function request(path, command) {
   });
 }
 
-module.exports = { actions, serve, request };
+/**
+ * The listening sockets of the primary at `path`, for this primary to take
+ * over; throws with a one-line reason.
+ * @param {string} path
+ * @returns {number[]}
+ */
+function fetchListeners(path) {
+  let got;
+  try {
+    got = native.fetchSockets(path, `${JSON.stringify({ command: 'listeners' })}\n`);
+  } catch (err) {
+    throw new Error(`cannot reach a primary at ${path}: ${err.code ?? err.message}`);
+  }
+  let answer = null;
+  try {
+    answer = JSON.parse(got.line);
+  } catch {
+    // Not ours: below.
+  }
+  if (answer === null || answer.ok !== true || answer.protocol !== PROTOCOL) {
+    for (const fd of got.fds) native.closeFd(fd);
+    const why = answer?.error ?? (answer?.protocol === undefined ? 'not an rs-cluster control socket' : `control protocol ${answer.protocol}, this rs-cluster speaks ${PROTOCOL}`);
+    throw new Error(`the primary at ${path} cannot hand over: ${why}`);
+  }
+  return got.fds;
+}
+
+module.exports = { actions, serve, request, replace, fetchListeners, PROTOCOL };

@@ -168,6 +168,19 @@ function serveControl(path) {
   const control = require('./control');
   control.actions.status = () => cluster.stats();
   control.actions.reload = () => cluster.reload();
+  control.actions.listeners = () => (reactor === null ? [] : reactor.exportListeners() ?? []);
+  control.actions.handoff = async () => {
+    if (reactor !== null) {
+      reactor.stopAccepting();
+      // What this primary accepted goes to its workers before they drain.
+      for (let i = 0; i < 100; i++) {
+        const s = cluster.stats();
+        if (s.listeners.every((l) => l.waiting === 0) && s.workers.every((w) => w.pending === 0)) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+    control.actions.stop();
+  };
   // As SIGTERM would: the app's (or the command's) own handler, else a graceful stop.
   control.actions.stop = () => (process.listenerCount('SIGTERM') > 0 ? process.emit('SIGTERM', 'SIGTERM') : cluster.disconnect());
   controlServer = control.serve(path, (err) => cluster.emit('error', err));

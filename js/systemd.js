@@ -30,6 +30,14 @@ function listenFds(env = process.env) {
 
 /** @type {{ fd: number, name: string, address: string | null }[]} */
 let adopted = [];
+// Sockets a primary handed over to this one (`rs-cluster --takeover`).
+/** @type {number[]} */
+let handedOver = [];
+
+/** @param {number[]} fds */
+function handOver(fds) {
+  handedOver = fds;
+}
 
 /**
  * Once, when the primary's reactor starts: the inherited sockets become the
@@ -41,12 +49,14 @@ let adopted = [];
 function adopt() {
   const found = listenFds();
   for (const name of LISTEN_VARS) delete process.env[name];
+  const fromPrimary = handedOver;
+  handedOver = [];
   if (found.error !== undefined) {
     process.emitWarning(found.error, { code: 'RS_CLUSTER_LISTEN_FDS' });
-    return [];
+    return fromPrimary;
   }
   adopted = found.fds.map((fd, i) => ({ fd, name: found.names[i] ?? '', address: native.socketName(fd) }));
-  return found.fds;
+  return [...found.fds, ...fromPrimary];
 }
 
 /**
@@ -68,8 +78,16 @@ function reportUnclaimed(listening) {
  * workers are not the service. A failed send is warned about once.
  * @returns {((fields: string) => void) | null}
  */
+let notifySocket;
+
+/** NOTIFY_SOCKET as it was, for a new primary taking over from this one. */
+function notifyEnv() {
+  return notifySocket ? { NOTIFY_SOCKET: notifySocket } : {};
+}
+
 function notifier() {
   const socket = process.env.NOTIFY_SOCKET;
+  notifySocket = socket;
   delete process.env.NOTIFY_SOCKET;
   if (!socket) return null;
   let warned = false;
@@ -99,4 +117,4 @@ function monotonicUsec() {
   return process.hrtime.bigint() / 1000n;
 }
 
-module.exports = { listenFds, adopt, reportUnclaimed, notifier, watchdogMs, monotonicUsec };
+module.exports = { listenFds, adopt, handOver, notifyEnv, reportUnclaimed, notifier, watchdogMs, monotonicUsec };

@@ -85,6 +85,43 @@ pub fn socket_name(fd: i32) -> Option<String> {
     }
 }
 
+/// Sends `line` with the sockets `fds` (which it closes) on connected
+/// socket `to`: a hand-over's answer.
+#[napi(catch_unwind)]
+pub fn send_sockets(env: Env, to: i32, line: String, fds: Vec<i32>) -> Result<()> {
+    let owned = fds
+        .into_iter()
+        .map(|fd| take_fd(&env, fd))
+        .collect::<Result<Vec<_>>>()?;
+    if to < 0 {
+        return Err(invalid_arg(&env, "to", to));
+    }
+    // SAFETY: a non-negative fd that JS keeps open for the call.
+    let to = unsafe { std::os::fd::BorrowedFd::borrow_raw(to) };
+    rs_cluster_core::takeover::send_sockets(to, line.as_bytes(), owned)
+        .during("sendmsg")
+        .map_err(|e| to_js(&env, &e))
+}
+
+/// The answer and sockets of the primary at control socket `path`, asked
+/// with `request` (one line); blocks up to 10 s.
+#[napi(object)]
+pub struct FetchedSockets {
+    pub line: String,
+    pub fds: Vec<i32>,
+}
+
+#[napi(catch_unwind)]
+pub fn fetch_sockets(env: Env, path: String, request: String) -> Result<FetchedSockets> {
+    let (line, fds) = rs_cluster_core::takeover::fetch_sockets(std::path::Path::new(&path), request.as_bytes())
+        .during("connect")
+        .map_err(|e| to_js(&env, &e))?;
+    Ok(FetchedSockets {
+        line,
+        fds: fds.into_iter().map(IntoRawFd::into_raw_fd).collect(),
+    })
+}
+
 /// The user id of the process at the other end of unix socket `fd`
 /// (SO_PEERCRED); null where the kernel does not say.
 #[napi(catch_unwind)]
@@ -299,6 +336,24 @@ impl PrimaryReactor {
             .ask(&env, |reply| Command::Stats { reply })?
             .as_ref()
             .map(ReactorStats::from))
+    }
+
+    /// Accepts no more on the listeners (another primary took them over);
+    /// what was accepted still goes to the workers.
+    #[napi(catch_unwind)]
+    pub fn stop_accepting(&self, env: Env) -> Result<()> {
+        self.send(&env, Command::StopAccepting)
+    }
+
+    /// Duplicates of every listening socket (fds this process now owns), for
+    /// a primary taking over; null if the reactor does not answer.
+    #[napi(catch_unwind)]
+    pub fn export_listeners(&self, env: Env) -> Result<Option<Vec<i32>>> {
+        match self.ask(&env, |reply| Command::Export { reply })? {
+            None => Ok(None),
+            Some(Ok(fds)) => Ok(Some(fds.into_iter().map(IntoRawFd::into_raw_fd).collect())),
+            Some(Err(e)) => Err(to_js(&env, &Error::os("dup", e))),
+        }
     }
 
     /// Each worker's event-loop lag, for the hang watch (up to every 50 ms):

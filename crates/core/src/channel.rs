@@ -18,9 +18,9 @@ const SEND_FLAGS: MsgFlags = MsgFlags::MSG_NOSIGNAL;
 const SEND_FLAGS: MsgFlags = MsgFlags::empty();
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-const RECV_FLAGS: MsgFlags = MsgFlags::MSG_CMSG_CLOEXEC;
+pub(crate) const RECV_FLAGS: MsgFlags = MsgFlags::MSG_CMSG_CLOEXEC;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-const RECV_FLAGS: MsgFlags = MsgFlags::empty();
+pub(crate) const RECV_FLAGS: MsgFlags = MsgFlags::empty();
 
 /// A connected socketpair for one worker: `(primary end, worker end)`.
 /// Both ends are CLOEXEC; the worker's end becomes the child's stdio fd through
@@ -144,37 +144,14 @@ impl Channel {
     /// the peer sent more than any frame carries), the ones that arrived are
     /// kept and the decoder is told some went missing.
     pub fn recv(&mut self, dec: &mut Decoder) -> io::Result<Received> {
-        // u64 words keep the control buffer aligned for cmsghdr.
         let mut cmsg = [0u64; CMSG_WORDS];
-        let mut iov = libc::iovec {
-            iov_base: self.rbuf.as_mut_ptr() as *mut libc::c_void,
-            iov_len: self.rbuf.len(),
+        let got = match recv_fds(self.fd.as_raw_fd(), &mut self.rbuf, &mut cmsg, RECV_FLAGS.bits()) {
+            Ok(got) => got,
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Ok(Received::WouldBlock),
+            Err(e) => return Err(e),
         };
-        // SAFETY: msghdr is plain data; all-zero is valid.
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cmsg.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = std::mem::size_of_val(&cmsg) as _;
-        let bytes = loop {
-            // SAFETY: `msg` points at `iov` (our buffer) and `cmsg`, both alive here.
-            match syscall!(recvmsg(self.fd.as_raw_fd(), &mut msg, RECV_FLAGS.bits())) {
-                Ok(n) => break n as usize,
-                Err(e) => match e.raw_os_error() {
-                    Some(libc::EINTR) => continue,
-                    Some(libc::EAGAIN) => return Ok(Received::WouldBlock),
-                    _ => return Err(e),
-                },
-            }
-        };
-        // SAFETY: recvmsg succeeded and `cmsg` is alive.
-        let fds = unsafe { take_rights(&msg) };
-        if !cfg!(any(target_os = "linux", target_os = "android")) {
-            for fd in &fds {
-                set_cloexec(fd.as_raw_fd())?;
-            }
-        }
-        let truncated = msg.msg_flags & libc::MSG_CTRUNC != 0;
+        let (bytes, fds) = (got.bytes, got.fds);
+        let truncated = got.flags & libc::MSG_CTRUNC != 0;
         if bytes == 0 && fds.is_empty() && !truncated {
             return Ok(Received::Eof);
         }
@@ -182,6 +159,51 @@ impl Channel {
         dec.push(&self.rbuf[..bytes], fds, truncated);
         Ok(Received::Data { drained })
     }
+}
+
+/// What one `recvmsg` brought.
+pub(crate) struct Got {
+    pub bytes: usize,
+    /// Owned, and close-on-exec.
+    pub fds: Vec<OwnedFd>,
+    /// The message's flags (MSG_CTRUNC: some fds did not fit).
+    pub flags: i32,
+}
+
+/// One `recvmsg` on `fd` into `buf`, with room for fds in `cmsg` (u64 words
+/// keep it aligned for cmsghdr); retried on EINTR. Received fds are
+/// close-on-exec before anyone sees them.
+pub(crate) fn recv_fds(fd: RawFd, buf: &mut [u8], cmsg: &mut [u64], flags: i32) -> io::Result<Got> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain data; all-zero is valid.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cmsg.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(cmsg) as _;
+    let bytes = loop {
+        // SAFETY: `msg` points at `iov` (`buf`) and `cmsg`, both alive here.
+        match syscall!(recvmsg(fd, &mut msg, flags)) {
+            Ok(n) => break n as usize,
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    // SAFETY: recvmsg succeeded and `cmsg` is alive.
+    let fds = unsafe { take_rights(&msg) };
+    if !cfg!(any(target_os = "linux", target_os = "android")) {
+        for fd in &fds {
+            set_cloexec(fd.as_raw_fd())?;
+        }
+    }
+    Ok(Got {
+        bytes,
+        fds,
+        flags: msg.msg_flags,
+    })
 }
 
 /// Room for a few fds: no control frame carries more than two, and a message

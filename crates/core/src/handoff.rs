@@ -248,39 +248,19 @@ pub fn recv_one(from: BorrowedFd) -> Result<Received, crate::error::Error> {
     use crate::error::{Context, ProtocolError};
     let mut buf = [0u8; HANDOFF_BYTES + 1];
     let mut cmsg: SomeFds = [0; 8];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
+    let got = match crate::channel::recv_fds(from.as_raw_fd(), &mut buf, &mut cmsg, RECV_FLAGS) {
+        Ok(got) => got,
+        Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Ok(Received::Empty),
+        Err(e) => return Err(e).during("recvmsg"),
     };
-    // SAFETY: msghdr is plain data; all-zero is valid.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cmsg.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&cmsg) as _;
-    let n = loop {
-        // SAFETY: `msg` points at `iov`, `buf` and `cmsg`, all alive here.
-        match syscall!(recvmsg(from.as_raw_fd(), &mut msg, RECV_FLAGS)) {
-            Ok(n) => break n as usize,
-            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Ok(Received::Empty),
-            Err(e) => return Err(e).during("recvmsg"),
-        }
-    };
-    // SAFETY: recvmsg succeeded and `cmsg` is alive.
-    let mut fds = unsafe { crate::channel::take_rights(&msg) };
-    if !cfg!(any(target_os = "linux", target_os = "android")) {
-        for fd in &fds {
-            crate::channel::set_cloexec(fd.as_raw_fd()).during("fcntl")?;
-        }
-    }
+    let (n, mut fds) = (got.bytes, got.fds);
     if n == 0 && fds.is_empty() {
         // Every copy of the other end is closed (or, on a datagram channel, a
         // peer sent an empty message, which nothing here does).
         return Ok(Received::Closed);
     }
     let record = Handoff::decode(&buf[..n])?;
-    let truncated = msg.msg_flags & (libc::MSG_CTRUNC | libc::MSG_TRUNC) != 0;
+    let truncated = got.flags & (libc::MSG_CTRUNC | libc::MSG_TRUNC) != 0;
     match (fds.len(), truncated) {
         (1, false) => Ok(Received::Conn(record, fds.pop().expect("one fd"))),
         (0, true) => Ok(Received::Lost(record)),

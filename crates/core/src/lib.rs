@@ -15,5 +15,6 @@ pub mod page;
 pub mod primary;
 pub mod protocol;
 pub mod sockets;
+pub mod takeover;
 pub mod tuning;
 pub mod worker;

@@ -33,6 +33,9 @@ pub struct Dispatch {
     rested: bool,
     /// Until when listeners are left unread.
     rest_until: Option<Instant>,
+    /// False once another primary took over the listeners: what waits here
+    /// still goes out, nothing new is accepted.
+    accepting: bool,
 }
 
 impl Dispatch {
@@ -47,7 +50,16 @@ impl Dispatch {
             round_sent: 0,
             rested: false,
             rest_until: None,
+            accepting: true,
         }
+    }
+
+    pub fn accepting(&self) -> bool {
+        self.accepting
+    }
+
+    pub fn stop_accepting(&mut self) {
+        self.accepting = false;
     }
 
     pub fn peek_buf(&mut self) -> &mut [u8] {
@@ -210,7 +222,7 @@ impl Dispatch {
         // Accepted to wait for their head: busy all the same, so the round
         // that hands them out comes after a rest.
         let mut peeked = 0;
-        if acceptor.may_accept(now) {
+        if self.accepting && acceptor.may_accept(now) {
             while acceptor.has_space() && workers.any_room(ids, window) {
                 match acceptor.accept() {
                     Ok(Accepted::Conn(fd, addr_key)) => {

@@ -225,6 +225,20 @@ impl Handles {
         Some(h)
     }
 
+    /// Duplicates of the listening sockets, for a primary taking over; a
+    /// kernel-placed group is not handed over.
+    pub fn export(&self) -> io::Result<Vec<OwnedFd>> {
+        let mut out = Vec::new();
+        for h in self.map.values() {
+            match &h.kind {
+                Kind::Accepting(a) => out.push(a.listener_fd().try_clone_to_owned()?),
+                Kind::Shared(s) => out.push(s.fd.try_clone()?),
+                Kind::Placed(_) => {}
+            }
+        }
+        Ok(out)
+    }
+
     pub fn ids_of(&self, worker: u32) -> Vec<u32> {
         self.map
             .values()

@@ -19,6 +19,8 @@ enum Bound {
 struct Socket {
     fd: OwnedFd,
     bound: Bound,
+    /// SOCK_STREAM (TCP, unix) rather than SOCK_DGRAM (UDP).
+    stream: bool,
     /// A handle uses it now.
     claimed: bool,
 }
@@ -40,9 +42,12 @@ impl Inherited {
                     Ok(a) => Bound::Ip(a),
                     Err(_) => Bound::Path(sockets::local_path(fd.as_fd())?),
                 };
+                let stream = nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::SockType).ok()?
+                    == nix::sys::socket::SockType::Stream;
                 Some(Socket {
                     fd,
                     bound,
+                    stream,
                     claimed: false,
                 })
             })
@@ -53,7 +58,10 @@ impl Inherited {
     /// A duplicate of the inherited socket bound where `q` asks, if one is
     /// and no handle uses it yet; it is then claimed until `release`.
     pub fn claim(&mut self, q: &Query) -> Option<OwnedFd> {
-        let s = self.sockets.iter_mut().find(|s| !s.claimed && matches(&s.bound, q))?;
+        let s = self
+            .sockets
+            .iter_mut()
+            .find(|s| !s.claimed && s.stream != q.family.is_udp() && matches(&s.bound, q))?;
         let fd = s.fd.try_clone().ok()?;
         s.claimed = true;
         Some(fd)
@@ -77,7 +85,7 @@ impl Inherited {
 /// Whether a socket bound at `bound` is what `q` would bind.
 fn matches(bound: &Bound, q: &Query) -> bool {
     match (bound, q.family) {
-        (Bound::Ip(a), Family::Tcp4 | Family::Tcp6) => {
+        (Bound::Ip(a), Family::Tcp4 | Family::Tcp6 | Family::Udp4 | Family::Udp6) => {
             if q.port <= 0 || i32::from(a.port()) != q.port {
                 return false;
             }

@@ -95,6 +95,14 @@ pub enum Command {
     Stats {
         reply: std::sync::mpsc::SyncSender<stats::Stats>,
     },
+    /// Accept no more: a primary that took over accepts on the same sockets.
+    /// What was accepted still goes to the workers.
+    StopAccepting,
+    /// Duplicates of every listening socket, for a primary taking over
+    /// (kernel-placed groups are not handed over).
+    Export {
+        reply: std::sync::mpsc::SyncSender<std::io::Result<Vec<OwnedFd>>>,
+    },
     /// Each worker's event-loop lag (ns) by id, sent back on `reply`.
     Lags {
         reply: std::sync::mpsc::SyncSender<Vec<(u32, u64)>>,

