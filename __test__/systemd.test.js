@@ -130,7 +130,8 @@ while True:
     await until(() => got.length > 0, 'receiver');
     const messages = () => got.filter((m) => typeof m === 'string');
     const port = await freePort();
-    const c = command(['-w', '2', 'systemd-app.js'], {
+    const control = path.join(dir, 'ctl.sock');
+    const c = command(['-w', '2', '--control', control, 'systemd-app.js'], {
       env: { PORT: `${port}`, HOST: '127.0.0.1', NOTIFY_SOCKET: socket, WATCHDOG_USEC: '200000' },
     });
     t.after(() => c.stop());
@@ -149,10 +150,18 @@ while True:
     assert.ok(reloading >= 0, 'RELOADING=1');
     assert.match(all[reloading], /^RELOADING=1\nMONOTONIC_USEC=\d+$/);
     await until(() => messages().slice(reloading + 1).some((m) => m.split('\n').includes('READY=1')), 'READY=1 after the reload');
-    process.kill(c.child.pid, 'SIGTERM');
+    // A hand-over: the new primary tells the manager it is the main process
+    // now, the old one that it stops.
+    const next = command(['-w', '1', '--takeover', control, 'systemd-app.js'], {
+      env: { PORT: `${port}`, HOST: '127.0.0.1', NOTIFY_SOCKET: socket },
+    });
+    t.after(() => next.stop());
+    await until(() => messages().some((m) => m.split('\n').includes(`MAINPID=${next.child.pid}`)), 'MAINPID of the new primary');
     await until(() => messages().includes('STOPPING=1'), 'STOPPING=1');
     await c.waitExit(10000);
     assert.ok(!/NOTIFY_SOCKET|LISTEN_/.test(c.stderr));
+    process.kill(next.child.pid, 'SIGTERM');
+    await next.waitExit(10000);
   });
 
 test('SIGUSR2 (a hand-over request) is refused in one line; the command keeps serving', { timeout: 30000 }, async (t) => {

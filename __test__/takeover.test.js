@@ -165,3 +165,60 @@ test('a hand-over to another Node version: the workers report the new process.ve
   assert.deepStrictEqual(versions.map((v) => v.split('.')[0]), ['v22', 'v22'], 'the new workers run the other Node');
   assert.ok(old.events.filter((e) => e.event === 'listening').every((e) => e.version === process.version));
 });
+
+test('--takeover to a socket of another control protocol: a one-line reason, exit 2', { timeout: 20000 }, async (t) => {
+  const net = require('node:net');
+  const socket = path.join(tmpDir(t), 'other.sock');
+  const other = net.createServer((s) => s.end(`${JSON.stringify({ ok: true, protocol: 99, sockets: 0 })}\n`)).listen(socket);
+  t.after(() => other.close());
+  await new Promise((r) => other.once('listening', r));
+  const c = command(['-w', '1', '--takeover', socket, 'systemd-app.js'], { env: { PORT: '0' } });
+  try {
+    assert.strictEqual((await c.waitExit(10000)).code, 2);
+    assert.match(c.stderr, /^rs-cluster: the primary at .*other\.sock cannot hand over: control protocol 99, this rs-cluster speaks 1$/m);
+  } finally {
+    await c.stop();
+  }
+});
+
+test('the new primary SIGKILLed at each step of a hand-over: the old one keeps serving, nothing is left', { timeout: 90000 }, async (t) => {
+  const { socket, port, env, old } = await running(t);
+  const { descendants } = require('../scripts/lib/procs');
+  // Steps before the old one is told to hand off: right after the sockets
+  // came, while the workers start, and with them listening but not yet
+  // ready (--wait-ready, and this app never says it is).
+  const steps = [['sockets taken', 30, []], ['workers starting', 150, []], ['workers listening', 600, ['--wait-ready']]];
+  for (const [step, afterMs, flags] of steps) {
+    const l = load(port);
+    const next = command(['-w', '2', ...flags, '--takeover', socket, 'systemd-app.js'], { env });
+    await new Promise((r) => setTimeout(r, afterMs));
+    const pids = [next.child.pid, ...descendants(next.child.pid)];
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Gone already.
+      }
+    }
+    await next.waitExit(10000);
+    await new Promise((r) => setTimeout(r, 300));
+    await l.stop();
+    await next.stop();
+    // Only requests the killed workers had taken may fail.
+    t.diagnostic(`${step}: served ${l.counts.served}, failed ${l.counts.failed}`);
+    assert.ok(l.counts.failed <= 5, `${step}: ${l.counts.failed} failed (${[...l.counts.errors]})`);
+    assert.strictEqual((await get(port, { headers: { connection: 'close' } })).status, 200, `${step}: the old primary serves`);
+    assert.strictEqual((await status(socket))?.primary.pid, old.child.pid, `${step}: the old primary answers its control path`);
+    // Gone, or a zombie its new parent has yet to reap; workers it forked
+    // meanwhile follow their primary within a second.
+    const gone = (p) => {
+      try {
+        return /^\d+ \(.*\) Z /.test(fs.readFileSync(`/proc/${p}/stat`, 'utf8'));
+      } catch {
+        return true;
+      }
+    };
+    for (let i = 0; i < 30 && !pids.every(gone); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(pids.every(gone), `${step}: no process of the new primary is left`);
+  }
+});
