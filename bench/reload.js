@@ -7,8 +7,15 @@
 // `pm2 reload` on node:cluster (pm2 is installed on demand into a cache
 // folder outside the project, never into it).
 //
+// Replacing the primary itself (--impls takeover,restart,pm2-kill): each
+// "reload" is a new primary, the second one on another Node (Node 22, or 20
+// when this is 22, from the test matrix's cache): `rs-cluster --takeover`;
+// a plain restart of the command (SIGTERM, wait, start); pm2's way (`pm2
+// kill`, `pm2 start` on the new Node).
+//
 //   node bench/reload.js [--duration 12] [--reloads 5] [--clients 8] [--workers 2]
 //                        [--impls rs,pm2] [--modes close,keep-alive] [--no-install]
+//   node bench/reload.js --impls takeover,restart,pm2-kill --reloads 3
 
 const fs = require('node:fs');
 const os = require('node:os');
@@ -82,7 +89,8 @@ async function pm2(opts, port) {
       else resolve(stdout);
     });
   });
-  await run('start', APP, '-i', `${opts.workers}`, '--name', 'bench');
+  const interpreter = opts.interpreter ? ['--interpreter', opts.interpreter] : [];
+  await run('start', APP, '-i', `${opts.workers}`, '--name', 'bench', ...interpreter);
   // The daemon is not our child: kill its tree by pid if `pm2 kill` fails.
   const daemon = Number(fs.readFileSync(path.join(home, 'pm2.pid'), 'utf8'));
   tracker.track(daemon, 'pm2 daemon', { tree: true });
@@ -96,7 +104,67 @@ async function pm2(opts, port) {
   };
 }
 
-const IMPLS = { rs: { label: 'rs-cluster (SIGHUP)', start: rsCluster }, pm2: { label: 'pm2 reload', start: pm2 } };
+// The node for the i-th new primary: the other major for the second.
+function nodeForStep(opts, i) {
+  return i === 2 && opts.otherNode !== null ? opts.otherNode : process.execPath;
+}
+
+// `rs-cluster --control`, each "reload" a new primary with --takeover; done
+// when the old one has exited. `restart`: SIGTERM, wait, start again.
+function rsPrimaries(how) {
+  return async (opts, port) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rs-cluster-takeover-'));
+    const socket = path.join(dir, 'ctl.sock');
+    const env = { ...process.env, PORT: `${port}` };
+    const start = (node, extra) => {
+      const child = tracker.spawnTracked(node, [BIN, '-w', `${opts.workers}`, ...extra, APP],
+                                         { env, stdio: ['ignore', 'ignore', 'ignore'] }, 'rs-cluster', { tree: true });
+      return child;
+    };
+    let current = start(process.execPath, ['--control', socket]);
+    return {
+      async reload(i) {
+        const old = current;
+        const gone = new Promise((r) => old.once('exit', r));
+        if (how === 'takeover') {
+          current = start(nodeForStep(opts, i), ['--takeover', socket]);
+          await gone;
+        } else {
+          old.kill('SIGTERM');
+          await gone;
+          current = start(nodeForStep(opts, i), ['--control', socket]);
+          await waitServing(port);
+        }
+      },
+      async stop() {
+        current.kill('SIGTERM');
+        await new Promise((r) => current.once('exit', r));
+        fs.rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  };
+}
+
+// pm2's way of moving to a new Node: kill the daemon and its apps, start again.
+async function pm2Kill(opts, port) {
+  let server = await pm2(opts, port);
+  return {
+    async reload(i) {
+      await server.stop();
+      server = await pm2({ ...opts, interpreter: nodeForStep(opts, i) }, port);
+      await waitServing(port);
+    },
+    stop: () => server.stop(),
+  };
+}
+
+const IMPLS = {
+  rs: { label: 'rs-cluster (SIGHUP)', start: rsCluster },
+  pm2: { label: 'pm2 reload', start: pm2 },
+  takeover: { label: 'rs-cluster --takeover', start: rsPrimaries('takeover') },
+  restart: { label: 'rs-cluster restart', start: rsPrimaries('restart') },
+  'pm2-kill': { label: 'pm2 kill + start', start: pm2Kill },
+};
 
 const MODES = { close: 'a new connection per request', 'keep-alive': 'one keep-alive connection per client' };
 
@@ -144,12 +212,19 @@ async function main() {
   const opts = {
     duration: number('duration', { def: 12, min: 1, whole: false }), reloads: number('reloads', { def: 5 }),
     clients: number('clients', { def: 8 }), workers: number('workers', { def: 2 }), install: !values['no-install'],
+    otherNode: null,
   };
   const impls = values.impls.split(',');
   if (impls.some((i) => !IMPLS[i])) fail(`--impls takes ${Object.keys(IMPLS).join(', ')}, not '${values.impls}'`);
   const modes = values.modes.split(',');
   if (modes.some((m) => !MODES[m])) fail(`--modes takes ${Object.keys(MODES).join(', ')}, not '${values.modes}'`);
   tracker.installCleanup();
+  if (impls.some((i) => ['takeover', 'restart', 'pm2-kill'].includes(i))) {
+    const other = process.version.startsWith('v22.') ? 20 : 22;
+    opts.otherNode = opts.install ? (await require('../scripts/lib/nodes').nodeFor(other, { log })).bin
+      : require('../scripts/lib/nodes').cachedNode(other);
+    log(`the second new primary runs ${opts.otherNode ?? `this Node (no Node ${other} here, --no-install)`}`);
+  }
   log(`reload bench: ${opts.clients} clients, ${opts.duration} s, ${opts.reloads} reloads of ${opts.workers} workers`);
   const rows = [];
   for (const mode of modes) {

@@ -62,31 +62,8 @@ if (opt.versions.length === 0 || opt.versions.some((v) => !Number.isInteger(v) |
 }
 if (!(opt.timeout > 0)) fail(`--timeout takes seconds > 0, not '${values.timeout}'`);
 
-const NPM = lib.npmCommand();
-// Other users must be able to run the cached node: tests fork workers with
-// setupPrimary({ uid, gid }), and `spawn <node>` fails with EACCES when the
-// binary sits under a home dir only its owner can enter (/root is 0700).
-function traversableByOthers(dir) {
-  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
-    try {
-      if (!(fs.statSync(d).mode & 0o001)) return false;
-    } catch {
-      // Not created yet: its parents decide.
-    }
-    if (d === path.dirname(d)) return true;
-  }
-}
-function cacheRoot() {
-  if (process.env.RS_CLUSTER_NODE_CACHE) return { root: process.env.RS_CLUSTER_NODE_CACHE, prefix: 'node-' };
-  const home = process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
-  if (traversableByOthers(home)) return { root: home, prefix: 'rs-cluster-node-' };
-  return { root: path.join(os.tmpdir() === '/tmp' ? '/var/tmp' : os.tmpdir(), 'rs-cluster-node-cache'), prefix: 'node-' };
-}
-const CACHE = cacheRoot();
-const cacheDir = (major) => path.join(CACHE.root, `${CACHE.prefix}${major}`);
-const NODE_PKG = `node-${process.platform}-${process.arch}`;
+const { nodeFor } = require('./lib/nodes');
 const LOG_DIR = path.join(os.tmpdir(), 'rs-cluster-test-matrix');
-
 function testFiles() {
   if (opt.files) return opt.files;
   const dir = path.join(ROOT, '__test__');
@@ -95,41 +72,6 @@ function testFiles() {
     .filter((f) => f.endsWith('.test.js'))
     .sort()
     .map((f) => path.join('__test__', f));
-}
-
-function versionOf(bin) {
-  const r = require('node:child_process').spawnSync(bin, ['--version'], { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim() : null;
-}
-
-// The node binary for a major: this one, or node-<platform>-<arch>@<major>
-// from the cache dir (installed there on first use).
-async function nodeFor(major) {
-  if (Number(process.versions.node.split('.')[0]) === major) {
-    return { bin: process.execPath, version: process.version, source: 'system' };
-  }
-  const dir = cacheDir(major);
-  const bin = path.join(dir, 'node_modules', NODE_PKG, 'bin', 'node');
-  let version = fs.existsSync(bin) ? versionOf(bin) : null;
-  if (opt.refresh || !version || !version.startsWith(`v${major}.`)) {
-    fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
-    // Its own package.json makes this dir npm's project root, so npm does
-    // not walk up into some other project.
-    const pj = path.join(dir, 'package.json');
-    if (!fs.existsSync(pj)) fs.writeFileSync(pj, `${JSON.stringify({ name: `rs-cluster-node-${major}`, private: true })}\n`);
-    console.log(`installing ${NODE_PKG}@${major} into ${dir} ...`);
-    const env = { ...process.env };
-    for (const k of Object.keys(env)) if (/^npm_/i.test(k)) delete env[k];
-    const r = await lib.run(
-      NPM[0],
-      [...NPM.slice(1), 'install', '--no-save', '--no-package-lock', '--no-audit', '--no-fund', `${NODE_PKG}@${major}`],
-      { cwd: dir, env, timeoutMs: 600000 },
-    );
-    if (r.code !== 0) throw new Error(`npm install ${NODE_PKG}@${major} failed:\n${lib.quietNpm(r.stdout + r.stderr)}`);
-    version = versionOf(bin);
-    if (!version) throw new Error(`${bin} does not run after installing ${NODE_PKG}@${major}`);
-  }
-  return { bin, version, source: path.relative(os.homedir(), dir).startsWith('..') ? dir : `~/${path.relative(os.homedir(), dir)}` };
 }
 
 // TAP from node --test: counts from the final `# pass`/`# fail` lines, and
@@ -180,7 +122,7 @@ async function runSuite(major) {
   const row = { major, version: '-', pass: '-', fail: '-', ms: 0, ok: false, note: '' };
   let node;
   try {
-    node = await nodeFor(major);
+    node = await nodeFor(major, { refresh: opt.refresh, log: (m) => console.log(m) });
   } catch (err) {
     row.note = err.message.split('\n')[0];
     row.error = err.message;
