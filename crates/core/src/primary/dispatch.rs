@@ -154,15 +154,7 @@ impl Dispatch {
                 match g.rescue_one(i) {
                     Ok(Accepted::Conn(fd, _)) => {
                         rescue.count(why, 1);
-                        self.next_seq = self.next_seq.wrapping_add(1);
-                        let q = Queued {
-                            fd,
-                            seq: self.next_seq,
-                            refused_by: Vec::new(),
-                            accepted_ns: crate::page::monotonic_ns(),
-                            key: super::sticky::mix(u64::from(self.next_seq)),
-                            follows: None,
-                        };
+                        let q = fresh(&mut self.next_seq, fd, None);
                         if !give(g, workers, &mut self.cands, q) {
                             break;
                         }
@@ -226,16 +218,7 @@ impl Dispatch {
             while acceptor.has_space() && workers.any_room(ids, window) {
                 match acceptor.accept() {
                     Ok(Accepted::Conn(fd, addr_key)) => {
-                        self.next_seq = self.next_seq.wrapping_add(1);
-                        let q = Queued {
-                            fd,
-                            seq: self.next_seq,
-                            refused_by: Vec::new(),
-                            accepted_ns: crate::page::monotonic_ns(),
-                            // No address (a unix socket): any worker will do.
-                            key: addr_key.unwrap_or_else(|| super::sticky::mix(u64::from(self.next_seq))),
-                            follows: None,
-                        };
+                        let q = fresh(&mut self.next_seq, fd, addr_key);
                         let Some(q) = acceptor.key_by_head(q, &mut self.peek_buf, Instant::now()) else {
                             peeked += 1;
                             continue;
@@ -277,6 +260,20 @@ impl Dispatch {
             }
         }
         handoff::close_all(&mut self.sent_fds);
+    }
+}
+
+/// A connection just accepted, numbered from `seq`. Its key is its client's
+/// address when it has one (sticky by ip); else any worker will do.
+fn fresh(seq: &mut u32, fd: std::os::fd::OwnedFd, addr_key: Option<u64>) -> Queued {
+    *seq = seq.wrapping_add(1);
+    Queued {
+        fd,
+        seq: *seq,
+        refused_by: Vec::new(),
+        accepted_ns: crate::page::monotonic_ns(),
+        key: addr_key.unwrap_or_else(|| super::sticky::mix(u64::from(*seq))),
+        follows: None,
     }
 }
 
