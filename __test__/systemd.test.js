@@ -174,3 +174,18 @@ test('SIGUSR2 (a hand-over request) is refused in one line; the command keeps se
   assert.strictEqual((await get(port)).status, 200);
   assert.strictEqual(c.child.exitCode, null);
 });
+
+test('an app\'s own primary keeps LISTEN_FDS: only the command takes systemd\'s sockets', { timeout: 20000 }, async (t) => {
+  const inherited = net.createServer();
+  await new Promise((r) => inherited.listen(0, '127.0.0.1', r));
+  const fd = /** @type {any} */ (inherited)._handle.fd;
+  const c = startCluster('/bin/sh', {
+    args: ['-c', 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"', process.execPath, path.join(FIXTURES, 'systemd-primary.js')],
+    stdio: ['ignore', 'pipe', 'pipe', fd],
+    program: true,
+  });
+  t.after(() => c.stop());
+  inherited.close();
+  const ev = await c.waitFor('env');
+  assert.strictEqual(ev.fds, '1', 'the variables are the app\'s to read');
+});

@@ -246,6 +246,8 @@ function run({ workers, policy, settings: clusterSettings, exec, args, takeover,
   // make a second handler.
   delete process.env.RS_CLUSTER_RELOAD_SIGNAL;
   const control = require('./control');
+  // The command, not an app's own primary, takes systemd's sockets.
+  require('./systemd').useListenFds();
   if (takeover !== undefined) {
     // The control path is the old primary's until it is told to stop.
     delete process.env.RS_CLUSTER_CONTROL;

@@ -13,7 +13,6 @@ const settingsSpec = require('./settings');
 const { createSupervisor } = require('./supervisor');
 const { explainDeniedPreload } = require('./preload-access');
 const stats = require('./stats');
-const systemd = require('./systemd');
 const { WORKER_ENV, CHANNEL_ENV, PRELOAD_ENV, WINDOW_ENV, ADDON_ENV } = require('./env');
 
 // The scheduling policies, from the Rust table (crates/core/src/primary/
@@ -211,7 +210,7 @@ function getReactor() {
       policy,
       sticky: cluster.settings.sticky,
       placement: cluster.settings.placement,
-      inherited: systemd.adopt(),
+      inherited: require('./systemd').adopt(),
     }, onReactorEvent);
     // Connections that may wait unread in a worker's queue (README, "Additions").
     const window = Number.parseInt(process.env[WINDOW_ENV], 10);

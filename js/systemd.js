@@ -33,6 +33,14 @@ let adopted = [];
 // Sockets a primary handed over to this one (`rs-cluster --takeover`).
 /** @type {number[]} */
 let handedOver = [];
+// Whether LISTEN_FDS is this primary's to take: only the rs-cluster command
+// says so. An app's own primary may handle socket activation itself, and
+// with nothing set rs-cluster is node:cluster.
+let takesListenFds = false;
+
+function useListenFds() {
+  takesListenFds = true;
+}
 
 /** @param {number[]} fds */
 function handOver(fds) {
@@ -40,13 +48,19 @@ function handOver(fds) {
 }
 
 /**
- * Once, when the primary's reactor starts: the inherited sockets become the
- * reactor's, and the variables leave the environment, so no worker (nor its
- * children) takes them for its own. Sockets meant for another process are
- * left alone, with a warning.
+ * Once, when the primary's reactor starts: the sockets handed over, and
+ * under the command the inherited ones, become the reactor's; the variables
+ * then leave the environment, so no worker (nor its children) takes them
+ * for its own. Sockets meant for another process are left alone, with a
+ * warning.
  * @returns {number[]}
  */
 function adopt() {
+  if (!takesListenFds) {
+    const fds = handedOver;
+    handedOver = [];
+    return fds;
+  }
   const found = listenFds();
   for (const name of LISTEN_VARS) delete process.env[name];
   const fromPrimary = handedOver;
@@ -117,4 +131,4 @@ function monotonicUsec() {
   return process.hrtime.bigint() / 1000n;
 }
 
-module.exports = { listenFds, adopt, handOver, notifyEnv, reportUnclaimed, notifier, watchdogMs, monotonicUsec };
+module.exports = { listenFds, useListenFds, adopt, handOver, notifyEnv, reportUnclaimed, notifier, watchdogMs, monotonicUsec };
