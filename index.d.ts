@@ -57,6 +57,8 @@ declare namespace cluster {
     // The stats types below are the schema of cluster.stats(): js/stats.js,
     // js/prometheus.js and js/top.js are type-checked against them, and
     // __test__/metrics-schema.test.js holds a real snapshot to them key for key.
+    // The connection counters, hand-off times and lags come from the native
+    // primary: they are null where `cluster.native` is false.
 
     /** A hand-off latency histogram (accept in the primary to `connection` in the worker), in seconds. */
     interface HandoffStats {
@@ -78,20 +80,20 @@ declare namespace cluster {
         /** node:cluster's `worker.state`, or 'draining' once told to disconnect while it still serves. */
         state: "none" | "online" | "listening" | "draining" | "disconnected" | "dead";
         /** Its event loop stood still with connections waiting: it gets none until it turns. */
-        stalled: boolean;
+        stalled: boolean | null;
         /** Connections it has taken. */
-        accepted: number;
+        accepted: number | null;
         /** Open in its servers. */
-        active: number;
+        active: number | null;
         /** Handed to it, not taken yet. */
-        pending: number;
+        pending: number | null;
         /** Taken back from it unread (it exited, drained, stalled or ran short of fds) and served elsewhere. */
-        rerouted: number;
+        rerouted: number | null;
         /** Given back by it (its server closed, at maxConnections, or short of fds) and served elsewhere. */
-        refused: number;
-        handoff: HandoffStats;
+        refused: number | null;
+        handoff: HandoffStats | null;
         /** Seconds its event loop is behind (grows while it is stuck). */
-        eventLoopLag: number;
+        eventLoopLag: number | null;
         /** Resident set size, bytes (null if unreadable). */
         rss: number | null;
         /** User + system CPU seconds (null if unreadable). */
@@ -133,21 +135,22 @@ declare namespace cluster {
         routing: { policy: "none" | "rr" | "least" | "sticky" | "random"; sticky: string | null };
         /** Every worker whose process has not exited. */
         workers: WorkerStats[];
+        /** The listeners the primary holds ([] where `cluster.native` is false: node:cluster does not say). */
         listeners: ListenerStats[];
         /** Connections served by another worker than the one first chosen, by why. */
-        rerouted: { died: number; draining: number; stalled: number; busy: number; refused: number; outOfFds: number };
+        rerouted: { died: number; draining: number; stalled: number; busy: number; refused: number; outOfFds: number } | null;
         /** Workers replaced by the supervisor, by why. */
         restarts: { crash: number; hang: number; memory: number; reload: number };
         reloads: number;
         /** Sums over the live workers; `accepted` and `handoff` include the workers that are gone. */
         totals: {
             workers: number;
-            accepted: number;
-            active: number;
-            pending: number;
+            accepted: number | null;
+            active: number | null;
+            pending: number | null;
             rss: number;
             cpu: number;
-            handoff: HandoffStats;
+            handoff: HandoffStats | null;
         };
         /** Upper bounds (seconds) of the hand-off buckets; +Inf follows. */
         handoffBounds: number[];
@@ -193,6 +196,11 @@ declare module "cluster" {
         metrics?: string | number | undefined;
     }
     interface Cluster {
+        /**
+         * true when the native primary runs; false when rs-cluster is node:cluster itself (no native binary for
+         * this platform, or RS_CLUSTER_NATIVE=0), with the additions that need no Rust.
+         */
+        readonly native: boolean;
         /** Each new connection to the worker with the fewest live connections (NODE_CLUSTER_SCHED_POLICY=least). */
         readonly SCHED_LEAST: number;
         /** A client's connections to one worker, by `settings.sticky` (NODE_CLUSTER_SCHED_POLICY=sticky). */

@@ -12,6 +12,19 @@ const readline = require('node:readline');
 const { readStat, descendants } = require('../scripts/lib/procs');
 
 const ROOT = path.resolve(__dirname, '..');
+// The fallback pass (npm run test:fallback): RS_CLUSTER_NATIVE=0, so
+// rs-cluster is node:cluster itself, with the additions that need no Rust.
+const FALLBACK = process.env.RS_CLUSTER_NATIVE === '0';
+
+// A test's `skip` for what only the native primary does: in the fallback
+// pass, the reason; else false.
+const nativeOnly = (why) => (FALLBACK ? `the native primary's: ${why}` : false);
+
+// `stderr` as node:cluster would have written it: in the fallback pass,
+// without the one warning that says rs-cluster runs as node:cluster.
+function asNodeStderr(text) {
+  return FALLBACK ? text.replace(/^\(node:\d+\) \[RS_CLUSTER_FALLBACK\].*\n(?:\(Use `node --trace-warnings.*\n)?/m, '') : text;
+}
 const FIXTURES = path.join(__dirname, 'fixtures');
 const IMPLS = ['rs', 'node'];
 
@@ -127,7 +140,8 @@ function startCluster(name, { impl = 'rs', env = {}, args = [], execArgv = [], c
   return {
     child, events, pids, waitFor, waitExit, stop,
     send: (msg) => child.stdin && child.stdin.write(`${JSON.stringify(msg)}\n`),
-    get stderr() { return stderr; },
+    get stderr() { return asNodeStderr(stderr); },
+    get rawStderr() { return stderr; },
   };
 }
 
@@ -213,5 +227,5 @@ async function eachImpl(fn, impls = IMPLS) {
 }
 
 module.exports = {
-  ROOT, FIXTURES, IMPLS, HAS_SS, OTHER_UID, OTHER_GID, startCluster, eachImpl, get, otherUserSkip, copyForWorkers,
+  ROOT, FIXTURES, IMPLS, HAS_SS, FALLBACK, nativeOnly, asNodeStderr, OTHER_UID, OTHER_GID, startCluster, eachImpl, get, otherUserSkip, copyForWorkers,
 };

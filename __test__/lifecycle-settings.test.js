@@ -8,7 +8,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { runBoth } = require('./fixtures/lifecycle-compare');
 const {
-  startCluster, OTHER_UID, OTHER_GID, otherUserSkip, copyForWorkers,
+  startCluster, OTHER_UID, OTHER_GID, otherUserSkip, copyForWorkers, nativeOnly,
 } = require('./helpers');
 
 // Stable order across workers: by worker id, then as printed.
@@ -118,7 +118,7 @@ test('uid and gid', { timeout: 20000, skip: otherUserSkip() }, async (t) => {
 // node:cluster's worker names the script it could not load; rs-cluster's
 // fails earlier, on its own preload, and says so before Node's error (whose
 // wording changes with Node's version).
-test('a worker that may not read rs-cluster says where from and why', { timeout: 20000, skip: otherUserSkip() }, async (t) => {
+test('a worker that may not read rs-cluster says where from and why', { timeout: 20000, skip: nativeOnly('the preload into every worker') || otherUserSkip() }, async (t) => {
   const copy = copyForWorkers(t, SETTINGS_FIXTURES, { closed: true });
   const c = startCluster(copy.fixture('lifecycle-settings.js'), { impl: 'rs', env: { CASE: 'uidGid' }, cwd: copy.dir });
   t.after(() => c.stop());

@@ -8,7 +8,7 @@ const assert = require('node:assert');
 const http = require('node:http');
 const net = require('node:net');
 const { execFileSync } = require('node:child_process');
-const { get, startCluster, HAS_SS } = require('./helpers');
+const { get, startCluster, HAS_SS, nativeOnly } = require('./helpers');
 const { sleep } = require('./fixtures/faults-lib');
 const { HAS_PROMTOOL, startMetricsApp, stats, metrics, total, freePort } = require('./metrics-helpers');
 
@@ -31,7 +31,7 @@ async function settled(metricsPort) {
   }
 }
 
-test(`after ${N} requests the counters add up to ${N} exactly, and stay there when a worker goes`, { timeout: 30000 }, async (t) => {
+test(`after ${N} requests the counters add up to ${N} exactly, and stay there when a worker goes`, { timeout: 30000, skip: nativeOnly('connection counters') }, async (t) => {
   t.diagnostic(HAS_PROMTOOL ? 'format checked by promtool and the parser' : 'promtool not installed: format checked by the parser');
   const { app, port, metricsPort } = await startMetricsApp();
   try {
@@ -91,7 +91,7 @@ function refused(port) {
 for (const refuse of ['destroy', 'block']) {
   const skip = refuse === 'block' && !('blockList' in new net.Server({ blockList: new net.BlockList() })) &&
     'no net.Server blockList on this Node';
-  test(`connections the worker's server turns down (${refuse}) leave the live count`, { timeout: 30000, skip }, async () => {
+  test(`connections the worker's server turns down (${refuse}) leave the live count`, { timeout: 30000, skip: skip || nativeOnly('connection counters') }, async () => {
     const { app, port, metricsPort } = await startMetricsApp({ REFUSE: refuse });
     try {
       for (let i = 0; i < 20; i++) await refused(port);
@@ -104,7 +104,7 @@ for (const refuse of ['destroy', 'block']) {
   });
 }
 
-test('a worker stuck in a busy loop shows its event-loop lag growing within a second', { timeout: 30000 }, async () => {
+test('a worker stuck in a busy loop shows its event-loop lag growing within a second', { timeout: 30000, skip: nativeOnly('event-loop lag, read from the page a worker shares with it') }, async () => {
   const { app, port, metricsPort } = await startMetricsApp();
   try {
     const blocked = get(port, { path: '/block?ms=2000', timeout: 10000 });

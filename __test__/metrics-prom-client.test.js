@@ -7,10 +7,10 @@ const test = require('node:test');
 const assert = require('node:assert');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
-const { startCluster, get, ROOT } = require('./helpers');
+const { startCluster, get, ROOT, nativeOnly } = require('./helpers');
 const { HAS_PROMTOOL, parseExposition, total } = require('./metrics-helpers');
 
-test('prom-client AggregatorRegistry.clusterMetrics() sums the workers\' counters under the register hook', { timeout: 30000 }, async () => {
+test('prom-client AggregatorRegistry.clusterMetrics() sums the workers\' counters under the register hook', { timeout: 30000, skip: nativeOnly('the connection counters it sums') }, async () => {
   const app = startCluster('metrics-prom-client.js', { execArgv: ['-r', path.join(ROOT, 'js', 'register.js')] });
   try {
     const { port, metricsPort } = await app.waitFor('ready');

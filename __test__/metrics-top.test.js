@@ -8,7 +8,7 @@ const test = require('node:test');
 const assert = require('node:assert');
 const path = require('node:path');
 const { spawnSync, execFileSync } = require('node:child_process');
-const { ROOT, get } = require('./helpers');
+const { ROOT, get, nativeOnly } = require('./helpers');
 const { isAlive } = require('../scripts/lib/procs');
 const { sleep } = require('./fixtures/faults-lib');
 const { startMetricsApp, freePort } = require('./metrics-helpers');
@@ -20,7 +20,7 @@ function top(args) {
   return spawnSync(process.execPath, [BIN, 'top', ...args], { encoding: 'utf8', timeout: 10000 });
 }
 
-test('rs-cluster top in an 80x24 terminal: live rows, then q restores the terminal', { skip: !HAS_TMUX && 'tmux is not installed', timeout: 40000 }, async () => {
+test('rs-cluster top in an 80x24 terminal: live rows, then q restores the terminal', { skip: (!HAS_TMUX && 'tmux is not installed') || nativeOnly('the connection counters it shows'), timeout: 40000 }, async () => {
   const { app, port, metricsPort } = await startMetricsApp();
   const socket = `rs-cluster-top-${process.pid}`;
   const tmux = (...args) => execFileSync('tmux', ['-L', socket, '-f', '/dev/null', ...args], { encoding: 'utf8' });

@@ -13,7 +13,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { spawn, execFile, execFileSync } = require('node:child_process');
 const { promisify } = require('node:util');
-const { FIXTURES } = require('./helpers');
+const { FIXTURES, asNodeStderr } = require('./helpers');
 const { isAlive, descendants } = require('../scripts/lib/procs');
 const { sleep, until } = require('./listen-helpers');
 
@@ -59,7 +59,7 @@ function runDoc(t, file, impl) {
   return {
     child,
     lines,
-    get stderr() { return stderr; },
+    get stderr() { return asNodeStderr(stderr); },
     exited,
     workers: () => descendants(child.pid),
     waitLines: (re, n = 1, timeout = 10000) => until(() => lines().filter((l) => re.test(l)).length >= n,

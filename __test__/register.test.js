@@ -11,7 +11,7 @@ const test = require('node:test');
 const assert = require('node:assert');
 const fs = require('node:fs');
 const path = require('node:path');
-const { startCluster, get, ROOT, FIXTURES } = require('./helpers');
+const { startCluster, get, ROOT, FIXTURES, FALLBACK } = require('./helpers');
 const { waitCount, stop } = require('./listen-helpers');
 
 const APP = path.join(FIXTURES, 'register-app');
@@ -45,15 +45,17 @@ async function runApp(t, file, execArgv) {
   };
 }
 
-const RS = {
-  rsThread: true,
-  workerEnv: { NODE_UNIQUE_ID: [false, false], RS_CLUSTER_WORKER_ID: [true, true] },
-  isRs: true,
-};
+// Without the native primary, rs-cluster is node:cluster's own object and
+// workers, hooks or not.
 const NODE = {
   rsThread: false,
   workerEnv: { NODE_UNIQUE_ID: [true, true], RS_CLUSTER_WORKER_ID: [false, false] },
-  isRs: false,
+  isRs: FALLBACK,
+};
+const RS = FALLBACK ? NODE : {
+  rsThread: true,
+  workerEnv: { NODE_UNIQUE_ID: [false, false], RS_CLUSTER_WORKER_ID: [true, true] },
+  isRs: true,
 };
 
 function check(result, want) {

@@ -7,7 +7,7 @@
 const test = require('node:test');
 const assert = require('node:assert');
 const http = require('node:http');
-const { startCluster, get } = require('./helpers');
+const { startCluster, get, nativeOnly } = require('./helpers');
 const { waitGone } = require('../scripts/lib/procs');
 const { command, waitForLog } = require('./supervisor-helpers');
 const settings = require('../js/settings');
@@ -115,7 +115,7 @@ test('cluster.disconnect() with drainTimeout kills what is still running after i
   }
 });
 
-test('reload: a busy keep-alive client is told to reconnect, so the old worker leaves at once', { timeout: 30000 },
+test('reload: a busy keep-alive client is told to reconnect, so the old worker leaves at once', { timeout: 30000, skip: nativeOnly('draining keep-alive connections in the worker') },
      async () => {
        const h = startCluster('supervisor-primary.js', { env: { WORKERS: '1' } });
        const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
@@ -190,7 +190,7 @@ test('--max-memory: a worker over the limit is replaced gracefully, reason memor
 });
 
 test('hangTimeout: a worker stuck in a busy loop gets no new connection for long and is replaced, reason hang',
-     { timeout: 40000 }, async (t) => {
+     { timeout: 40000, skip: nativeOnly('hang detection') }, async (t) => {
        const h = startCluster('supervisor-primary.js', { env: { WORKERS: '2', SETTINGS: '{"hangTimeout":2000}' } });
        try {
          await h.waitFor(() => listening(h).length === 2, 15000);

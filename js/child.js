@@ -23,6 +23,7 @@ cluster.isMaster = false;
 cluster.isPrimary = false;
 cluster.worker = null;
 cluster.Worker = Worker;
+Object.defineProperty(cluster, 'native', { value: true, enumerable: false, configurable: true });
 
 // Per-process state, as in Node's child.js.
 const servers = new Map(); // primary handle id -> { handle, obj, kind, rr }

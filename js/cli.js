@@ -45,9 +45,16 @@ const SETTING_FLAGS = {
   metrics: 'metrics',
 };
 
-// The scheduling policies' words, from the Rust table (`policies()`), Node's two first.
-const POLICY_TABLE = require('./native').policies();
-const POLICIES = POLICY_TABLE.map((p) => p.name);
+// The scheduling policies' words, from the Rust table (`policies()`), Node's
+// two first; without the addon, the fallback's list of the same.
+function policyNames() {
+  try {
+    return require('./native').policies().map((p) => p.name);
+  } catch {
+    return ['none', 'rr', ...require('./fallback').NATIVE_POLICIES];
+  }
+}
+const POLICIES = policyNames();
 
 // The command's own defaults; the environment and the flags override them.
 const DEFAULTS = { respawn: true, drainTimeout: DRAIN_TIMEOUT_MS };
@@ -240,14 +247,34 @@ function serviceManager(cluster, workers, onReady) {
   };
 }
 
+// What only the native primary does, asked of the command without it.
+/** @param {string | undefined} takeover */
+function refuseWithoutNative(takeover) {
+  const { nativeRequired } = require('./fallback');
+  if (takeover !== undefined) throw nativeRequired('--takeover');
+  if (require('./systemd').listenFds().fds.length > 0) throw nativeRequired('Socket activation (LISTEN_FDS)');
+  if (process.env.NOTIFY_SOCKET) throw nativeRequired('Notifying the service manager (NOTIFY_SOCKET)');
+}
+
 /** @param {ReturnType<typeof parseCommandLine>} commandLine one that is neither --help nor --version */
 function run({ workers, policy, settings: clusterSettings, exec, args, takeover, argv }) {
   // The command reloads on SIGHUP itself; the app's primary variable would
   // make a second handler.
   delete process.env.RS_CLUSTER_RELOAD_SIGNAL;
+  const cluster = require('./index.js');
   const control = require('./control');
   // The command, not an app's own primary, takes systemd's sockets.
   require('./systemd').useListenFds();
+  try {
+    if (!cluster.native) refuseWithoutNative(takeover);
+    if (policy !== undefined) cluster.schedulingPolicy = cluster[`SCHED_${policy.toUpperCase()}`];
+    cluster.setupPrimary({ exec, args, ...clusterSettings });
+  } catch (err) {
+    if (err.code !== 'ERR_RS_CLUSTER_NATIVE_REQUIRED') throw err;
+    log(err.message);
+    process.exitCode = 2;
+    return;
+  }
   if (takeover !== undefined) {
     // The control path is the old primary's until it is told to stop.
     delete process.env.RS_CLUSTER_CONTROL;
@@ -260,9 +287,6 @@ function run({ workers, policy, settings: clusterSettings, exec, args, takeover,
       return;
     }
   }
-  const cluster = require('./index.js');
-  if (policy !== undefined) cluster.schedulingPolicy = POLICY_TABLE.find((p) => p.name === policy).sched;
-  cluster.setupPrimary({ exec, args, ...clusterSettings });
 
   const live = new Map(); // worker -> fork time
   const addresses = new Set();

@@ -7,7 +7,10 @@
 
 const fs = require('node:fs');
 const net = require('node:net');
-const native = require('./native');
+
+// The addon, loaded where a socket's credentials or fds are needed: the
+// command loads this file without it (rs-cluster status, the fallback).
+const native = () => require('./native');
 
 const MAX_REQUEST = 4096;
 // The control protocol's version: a primary taking over checks it.
@@ -53,7 +56,7 @@ async function answer(socket, line) {
       // The answer and the sockets in one message (the fds are closed once sent).
       const fds = actions.listeners();
       const fd = /** @type {any} */ (socket)._handle?.fd ?? -1;
-      native.sendSockets(fd, `${JSON.stringify({ ok: true, protocol: PROTOCOL, sockets: fds.length })}\n`, fds);
+      native().sendSockets(fd, `${JSON.stringify({ ok: true, protocol: PROTOCOL, sockets: fds.length })}\n`, fds);
       return;
     }
     if (command === 'handoff') {
@@ -76,7 +79,7 @@ function onConnection(socket) {
   socket.unref();
   socket.on('error', () => {});
   const fd = /** @type {any} */ (socket)._handle?.fd ?? -1;
-  const uid = native.peerUid(fd);
+  const uid = native().peerUid(fd);
   if (uid !== null && typeof process.getuid === 'function' && uid !== process.getuid()) {
     send(socket, { ok: false, error: `refused: user ${uid} is not this primary's` });
     socket.end();
@@ -212,7 +215,7 @@ function request(path, command, untilExit = true) {
 function fetchListeners(path) {
   let got;
   try {
-    got = native.fetchSockets(path, `${JSON.stringify({ command: 'listeners' })}\n`);
+    got = native().fetchSockets(path, `${JSON.stringify({ command: 'listeners' })}\n`);
   } catch (err) {
     throw new Error(`cannot reach a primary at ${path}: ${err.code ?? err.message}`);
   }
@@ -223,7 +226,7 @@ function fetchListeners(path) {
     // Not ours: below.
   }
   if (answer === null || answer.ok !== true || answer.protocol !== PROTOCOL) {
-    for (const fd of got.fds) native.closeFd(fd);
+    for (const fd of got.fds) native().closeFd(fd);
     const why = answer?.error ?? (answer?.protocol === undefined ? 'not an rs-cluster control socket' : `control protocol ${answer.protocol}, this rs-cluster speaks ${PROTOCOL}`);
     throw new Error(`the primary at ${path} cannot hand over: ${why}`);
   }

@@ -12,4 +12,6 @@ module.exports = {
   // Read by the primary: the round-robin window (connections a worker may
   // leave unread in its queue), 1 to 64.
   WINDOW_ENV: 'RS_CLUSTER_WINDOW',
+  // '0' (or 'false'): run as node:cluster even where the addon loads.
+  NATIVE_ENV: 'RS_CLUSTER_NATIVE',
 };

@@ -9,6 +9,7 @@
 // worker gone the primary exits as node:cluster's does.
 
 const http = require('node:http');
+const { parseAddress } = require('./settings');
 
 const PROMETHEUS_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
@@ -68,4 +69,27 @@ function serve({ host, port }, cluster, probes, onError) {
   return server;
 }
 
-module.exports = { serve };
+// The one endpoint of this process, and the address it serves.
+/** @type {import('node:http').Server | null} */
+let current = null;
+/** @type {string | number | undefined} */
+let currentAddress;
+
+/**
+ * Opens, moves or closes `cluster`'s endpoint to match its `metrics`
+ * setting. A listen error (EADDRINUSE) is the cluster's 'error', thrown if
+ * nobody listens for it, as a server's own listen error is.
+ * @param {any} cluster
+ * @param {{ health(): string | null, ready(): string | null }} probes
+ * @param {{ metrics?: string | number }} settings
+ */
+function follow(cluster, probes, { metrics: address }) {
+  if (address === currentAddress) return;
+  currentAddress = address;
+  if (current !== null) current.close();
+  current = address === undefined ? null
+    : serve(/** @type {{ host: string, port: number }} */ (parseAddress(`${address}`)), cluster, probes,
+            (err) => cluster.emit('error', err));
+}
+
+module.exports = { serve, follow };

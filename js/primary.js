@@ -61,14 +61,12 @@ function routingInfo() {
     Object.keys(POLICIES).find((k) => POLICIES[k] === policy) ?? 'none');
   return { policy: name, sticky: name === 'sticky' ? cluster.settings.sticky ?? 'ip' : null };
 }
-Object.defineProperty(cluster, 'stats', {
-  value: () => stats.snapshot(reactor, routingInfo()), writable: true, configurable: true,
-});
+const snapshot = () => stats.snapshot(stats.readReactor(reactor), routingInfo());
+Object.defineProperty(cluster, 'stats', { value: snapshot, writable: true, configurable: true });
 Object.defineProperty(cluster, 'metrics', {
-  value: () => require('./prometheus').render(stats.snapshot(reactor, routingInfo())), writable: true, configurable: true,
+  value: () => require('./prometheus').render(snapshot()), writable: true, configurable: true,
 });
-let metricsServer = null;
-let metricsAddress;
+Object.defineProperty(cluster, 'native', { value: true, enumerable: false, configurable: true });
 
 const envPolicy = process.env.NODE_CLUSTER_SCHED_POLICY;
 cluster.schedulingPolicy = Object.hasOwn(POLICIES, envPolicy) ? POLICIES[envPolicy]
@@ -134,7 +132,7 @@ cluster.setupPrimary = function setupPrimary(options) {
     settings.execArgv = [...settings.execArgv, '--logfile=v8-%p.log'];
   }
   cluster.settings = settings;
-  serveMetrics(settings.metrics);
+  serveMetrics(settings);
   serveControl(settings.control);
   if (!initialized) {
     initialized = true;
@@ -148,16 +146,13 @@ cluster.setupPrimary = function setupPrimary(options) {
 };
 cluster.setupMaster = cluster.setupPrimary;
 
-// Opens, moves or closes the metrics endpoint to match the `metrics` setting.
-// A listen error (EADDRINUSE) is the cluster's 'error', thrown if nobody
-// listens for it, as a server's own listen error is.
-function serveMetrics(address) {
-  if (address === metricsAddress) return;
-  metricsAddress = address;
-  if (metricsServer !== null) metricsServer.close();
-  metricsServer = address === undefined ? null
-    : require('./metrics-server').serve(settingsSpec.parseAddress(`${address}`), cluster, probes,
-                                        (err) => cluster.emit('error', err));
+// The metrics endpoint follows the `metrics` setting (js/metrics-server.js),
+// loaded once asked for: a fork short of fds must not have to open it.
+let metricsServer = null;
+function serveMetrics(settings) {
+  if (settings.metrics === undefined && metricsServer === null) return;
+  metricsServer ??= require('./metrics-server');
+  metricsServer.follow(cluster, probes, settings);
 }
 
 // Opens the control socket once, if the `control` setting names one.

@@ -23,6 +23,7 @@ const REROUTE_REASONS = { died: 'died', draining: 'draining', stalled: 'stalled'
  * @property {string[]} labels the label names its samples carry
  * @property {string} help
  * @property {(stats: Stats) => Sample[]} samples [labels, value], or for a histogram [name suffix, labels, value]; a null value is left out
+ * @property {true} [native] counted by the native primary: no samples without it (cluster.native false)
  */
 
 /** @param {Stats} stats @param {(w: Stats['workers'][number]) => number | null} pick @returns {Sample[]} */
@@ -31,31 +32,33 @@ const perWorker = (stats, pick) => stats.workers.map((w) => [{ worker: w.id }, p
 /** @type {Metric[]} */
 const METRICS = [
   {
-    name: 'rs_cluster_connections_accepted_total', type: 'counter', labels: ['worker'],
+    name: 'rs_cluster_connections_accepted_total', type: 'counter', labels: ['worker'], native: true,
     help: 'Connections a worker read from the primary or accepted itself; worker="retired" keeps those of workers that are gone.',
     samples: (s) => [...perWorker(s, (w) => w.accepted),
-      [{ worker: 'retired' }, s.totals.accepted - s.workers.reduce((a, w) => a + w.accepted, 0)]],
+      [{ worker: 'retired' }, s.totals.accepted === null ? null : s.totals.accepted - s.workers.reduce((a, w) => a + (w.accepted ?? 0), 0)]],
   },
   {
-    name: 'rs_cluster_connections_active', type: 'gauge', labels: ['worker'],
+    name: 'rs_cluster_connections_active', type: 'gauge', labels: ['worker'], native: true,
     help: 'Connections open in a worker\'s servers.',
     samples: (s) => perWorker(s, (w) => w.active),
   },
   {
-    name: 'rs_cluster_connections_pending', type: 'gauge', labels: ['worker'],
+    name: 'rs_cluster_connections_pending', type: 'gauge', labels: ['worker'], native: true,
     help: 'Connections handed to a worker that it has not taken yet.',
     samples: (s) => perWorker(s, (w) => w.pending),
   },
   {
-    name: 'rs_cluster_connections_rerouted_total', type: 'counter', labels: ['reason'],
+    name: 'rs_cluster_connections_rerouted_total', type: 'counter', labels: ['reason'], native: true,
     help: 'Connections served by another worker than the one first chosen, by why.',
-    samples: (s) => Object.entries(REROUTE_REASONS).map(([key, reason]) => [{ reason }, s.rerouted[/** @type {keyof Stats['rerouted']} */ (key)]]),
+    samples: ({ rerouted }) => (rerouted === null ? []
+      : Object.entries(REROUTE_REASONS).map(([key, reason]) => [{ reason }, rerouted[/** @type {keyof typeof rerouted} */ (key)]])),
   },
   {
-    name: 'rs_cluster_handoff_seconds', type: 'histogram', labels: [],
+    name: 'rs_cluster_handoff_seconds', type: 'histogram', labels: [], native: true,
     help: 'Time from accept in the primary to the connection event in the worker, all workers including departed ones.',
     samples: (s) => {
       const h = s.totals.handoff;
+      if (h === null) return [];
       return [
         ...s.handoffBounds.map((le, i) => /** @type {Sample} */ (['_bucket', { le: number(le) }, h.buckets[i]])),
         ['_bucket', { le: '+Inf' }, h.count],
@@ -65,7 +68,7 @@ const METRICS = [
     },
   },
   {
-    name: 'rs_cluster_event_loop_lag_seconds', type: 'gauge', labels: ['worker'],
+    name: 'rs_cluster_event_loop_lag_seconds', type: 'gauge', labels: ['worker'], native: true,
     help: 'How far behind a worker\'s event loop is (grows while it is stuck).',
     samples: (s) => perWorker(s, (w) => w.eventLoopLag),
   },
@@ -90,17 +93,17 @@ const METRICS = [
     samples: (s) => STATES.map((state) => [{ state }, s.workers.filter((w) => w.state === state).length]),
   },
   {
-    name: 'rs_cluster_listen_queue', type: 'gauge', labels: ['listener'],
+    name: 'rs_cluster_listen_queue', type: 'gauge', labels: ['listener'], native: true,
     help: 'Connections waiting in a listener\'s kernel accept queue.',
     samples: (s) => s.listeners.map((l) => [{ listener: l.address }, l.queue]),
   },
   {
-    name: 'rs_cluster_listen_queue_limit', type: 'gauge', labels: ['listener'],
+    name: 'rs_cluster_listen_queue_limit', type: 'gauge', labels: ['listener'], native: true,
     help: 'The length limit of a listener\'s kernel accept queue (its backlog).',
     samples: (s) => s.listeners.map((l) => [{ listener: l.address }, l.queueLimit]),
   },
   {
-    name: 'rs_cluster_listener_info', type: 'gauge', labels: ['listener', 'policy', 'placement'],
+    name: 'rs_cluster_listener_info', type: 'gauge', labels: ['listener', 'policy', 'placement'], native: true,
     help: 'A listener\'s scheduling policy and who places its connections (primary, kernel or shared); always 1.',
     samples: (s) => s.listeners.map((l) => [{ listener: l.address, policy: l.policy, placement: l.placement }, 1]),
   },
@@ -147,7 +150,10 @@ function labels(set) {
 /** @param {Stats} stats */
 function render(stats) {
   const out = [];
+  // Without the native primary (its counters null), its families are not exported.
+  const counted = stats.rerouted !== null;
   for (const m of METRICS) {
+    if (m.native && !counted) continue;
     out.push(`# HELP ${m.name} ${escapeHelp(m.help)}`, `# TYPE ${m.name} ${m.type}`);
     for (const s of m.samples(stats)) {
       const [suffix, set, value] = s.length === 3 ? s : ['', s[0], s[1]];

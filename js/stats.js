@@ -102,62 +102,82 @@ function stateOf(worker, routing) {
   return worker.state;
 }
 
-// `routing`: { policy: 'rr' | 'none' | 'least' | 'sticky', sticky: key or null }.
-// The shape is index.d.ts's `Stats`, checked against it by tsc and at run
-// time by __test__/metrics-schema.test.js.
+// What a primary without the Rust reactor knows (js/fallback-primary.js):
+// its live workers, no counters.
+function uncounted() {
+  return [...live.values()].map((w) => ({ id: w.id, routing: w.isConnected() && !w.exitedAfterDisconnect }));
+}
+
+// `raw`: the reactor's counters (readReactor), or null for a primary without
+// it, whose connection fields are then null. `routing`: { policy: 'rr' |
+// 'none' | 'least' | 'sticky' | 'random', sticky: key or null }. The shape
+// is index.d.ts's `Stats`, checked against it by tsc and at run time by
+// __test__/metrics-schema.test.js.
 /**
- * @param {import('../binding').PrimaryReactor | null} reactor
+ * @param {import('../binding').ReactorStats | null} raw
  * @param {import('../index').Stats['routing']} routing
  * @returns {import('../index').Stats}
  */
-function snapshot(reactor, routing) {
-  const raw = readReactor(reactor);
-  const bounds = raw.handoffBoundsNs.map((ns) => ns / NS);
-  const clusterCounts = [...raw.retired.handoff];
-  let clusterSumNs = raw.retired.handoffSumNs;
-  const totals = { workers: 0, accepted: raw.retired.accepted, active: 0, pending: 0, rss: 0, cpu: 0 };
-  const workers = raw.workers.map((w) => {
+function snapshot(raw, routing) {
+  const bounds = raw === null ? [] : raw.handoffBoundsNs.map((ns) => ns / NS);
+  const clusterCounts = raw === null ? [] : [...raw.retired.handoff];
+  let clusterSumNs = raw === null ? 0 : raw.retired.handoffSumNs;
+  const totals = { workers: 0, accepted: raw === null ? 0 : raw.retired.accepted, active: 0, pending: 0, rss: 0, cpu: 0 };
+  // What the primary's side knows of a worker: id, pid, state, process figures.
+  const known = (/** @type {{ id: number, routing: boolean }} */ w) => {
     const worker = live.get(w.id);
     const pid = worker === undefined ? null : worker.process.pid;
     const info = pid == null ? null : processInfo(pid);
-    w.handoff.forEach((c, i) => { clusterCounts[i] = (clusterCounts[i] ?? 0) + c; });
-    clusterSumNs += w.handoffSumNs;
     totals.workers++;
-    totals.accepted += w.accepted;
-    totals.active += w.active;
-    totals.pending += w.pending;
     totals.rss += info?.rss ?? 0;
     totals.cpu += info?.cpu ?? 0;
     return {
-      id: w.id,
-      pid,
-      state: stateOf(worker, w.routing),
-      stalled: w.stalled,
-      accepted: w.accepted,
-      active: w.active,
-      pending: w.pending,
-      rerouted: w.rerouted,
-      refused: w.refused,
-      handoff: histogram(bounds, w.handoff, w.handoffSumNs),
-      eventLoopLag: w.lagNs / NS,
-      rss: info?.rss ?? null,
-      cpu: info?.cpu ?? null,
-      restarts: (worker && restartsOf.get(worker)) ?? 0,
+      own: { id: w.id, pid, state: stateOf(worker, w.routing) },
+      proc: { rss: info?.rss ?? null, cpu: info?.cpu ?? null, restarts: (worker && restartsOf.get(worker)) ?? 0 },
     };
-  });
+  };
+  /** @type {import('../index').Stats['workers']} */
+  const workers = raw === null
+    ? uncounted().map((w) => {
+      const { own, proc } = known(w);
+      return { ...own, stalled: null, accepted: null, active: null, pending: null, rerouted: null, refused: null,
+               handoff: null, eventLoopLag: null, ...proc };
+    })
+    : raw.workers.map((w) => {
+      const { own, proc } = known(w);
+      w.handoff.forEach((c, i) => { clusterCounts[i] = (clusterCounts[i] ?? 0) + c; });
+      clusterSumNs += w.handoffSumNs;
+      totals.accepted += w.accepted;
+      totals.active += w.active;
+      totals.pending += w.pending;
+      return {
+        ...own,
+        stalled: w.stalled,
+        accepted: w.accepted,
+        active: w.active,
+        pending: w.pending,
+        rerouted: w.rerouted,
+        refused: w.refused,
+        handoff: histogram(bounds, w.handoff, w.handoffSumNs),
+        eventLoopLag: w.lagNs / NS,
+        ...proc,
+      };
+    });
   const cpu = process.cpuUsage();
+  const counted = raw !== null;
   return {
     time: Date.now(),
     primary: { pid: process.pid, uptime: process.uptime(), rss: process.memoryUsage.rss(), cpu: (cpu.user + cpu.system) / 1e6 },
     routing,
     workers,
-    listeners: raw.listeners,
-    rerouted: raw.rerouted,
+    listeners: counted ? raw.listeners : [],
+    rerouted: counted ? raw.rerouted : null,
     restarts: { ...restarts },
     reloads,
-    totals: { ...totals, handoff: histogram(bounds, clusterCounts, clusterSumNs) },
+    totals: counted ? { ...totals, handoff: histogram(bounds, clusterCounts, clusterSumNs) }
+      : { ...totals, accepted: null, active: null, pending: null, handoff: null },
     handoffBounds: bounds,
   };
 }
 
-module.exports = { snapshot, track, untrack, countRestart, countReload, quantile, RESTART_REASONS };
+module.exports = { snapshot, readReactor, track, untrack, countRestart, countReload, quantile, RESTART_REASONS };

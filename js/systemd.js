@@ -3,9 +3,8 @@
 // them), both off unless the environment asks: listening sockets handed
 // over at start (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES: socket activation)
 // and notifications of the primary's state (NOTIFY_SOCKET). The datagram is
-// sent from Rust (Node's dgram has no unix datagram sockets).
-
-const native = require('./native');
+// sent from Rust (Node's dgram has no unix datagram sockets), whose addon
+// is loaded only when needed: the command reads LISTEN_FDS without it.
 
 // SD_LISTEN_FDS_START: the first inherited socket.
 const FIRST_FD = 3;
@@ -69,7 +68,7 @@ function adopt() {
     process.emitWarning(found.error, { code: 'RS_CLUSTER_LISTEN_FDS' });
     return fromPrimary;
   }
-  adopted = found.fds.map((fd, i) => ({ fd, name: found.names[i] ?? '', address: native.socketName(fd) }));
+  adopted = found.fds.map((fd, i) => ({ fd, name: found.names[i] ?? '', address: require('./native').socketName(fd) }));
   return [...found.fds, ...fromPrimary];
 }
 
@@ -107,7 +106,7 @@ function notifier() {
   let warned = false;
   return (fields) => {
     try {
-      native.sdNotify(socket, fields);
+      require('./native').sdNotify(socket, fields);
     } catch (err) {
       if (!warned) process.emitWarning(`cannot notify ${socket}: ${err.message}`, { code: 'RS_CLUSTER_NOTIFY' });
       warned = true;

@@ -65,9 +65,11 @@ function rate(now, before, dt, digits = 0) {
   return before == null || now == null || dt <= 0 ? '-' : ((now - before) / dt).toFixed(digits);
 }
 
-// p99 of the hand-offs since `before` (cumulative buckets), else overall.
+// p99 of the hand-offs since `before` (cumulative buckets), else overall;
+// null without them (a primary without the addon).
 function recentP99(h, before, bounds) {
-  if (before === undefined) return h.p99;
+  if (h === null) return null;
+  if (before == null) return h.p99;
   const counts = h.buckets.map((c, i) => c - (before.buckets[i] ?? 0) - (h.buckets[i - 1] ?? 0) + (before.buckets[i - 1] ?? 0));
   return quantile(0.99, bounds, counts, h.count - before.count);
 }
@@ -89,10 +91,10 @@ function frame(stats, prev, target, rows, status) {
     `rs-cluster top  ${target}  primary ${stats.primary.pid} up ${clock(stats.primary.uptime)}` +
       `  ${stats.routing.policy}${stats.routing.sticky ? `:${stats.routing.sticky}` : ''}` +
       `  ${new Date(stats.time).toTimeString().slice(0, 8)}`,
-    `workers ${t.workers}  active ${t.active}  accepted ${t.accepted} (${rate(t.accepted, prev?.totals.accepted, dt)}/s)` +
+    `workers ${t.workers}  active ${t.active ?? '-'}  accepted ${t.accepted ?? '-'} (${rate(t.accepted, prev?.totals.accepted, dt)}/s)` +
       `  hand-off p99 ${seconds(recentP99(t.handoff, prev?.totals.handoff, stats.handoffBounds))}`,
     `restarts: crash ${stats.restarts.crash} hang ${stats.restarts.hang} memory ${stats.restarts.memory}` +
-      ` reload ${stats.restarts.reload}  reloads ${stats.reloads}  rerouted ${Object.values(stats.rerouted).reduce((a, b) => a + b, 0)}`,
+      ` reload ${stats.restarts.reload}  reloads ${stats.reloads}  rerouted ${stats.rerouted === null ? '-' : Object.values(stats.rerouted).reduce((a, b) => a + b, 0)}`,
     '',
     `${right('ID', 4)} ${right('PID', 7)} ${left('STATE', 12)} ${right('ACTIVE', 6)} ${right('ACC/S', 6)}` +
       ` ${right('P99 HOFF', 9)} ${right('LOOP LAG', 8)} ${right('RSS', 6)} ${right('CPU%', 5)} ${right('RESTART', 7)}`,
@@ -104,7 +106,7 @@ function frame(stats, prev, target, rows, status) {
   for (const w of shown) {
     const b = before.get(w.id);
     const state = w.stalled ? 'stalled' : w.state;
-    lines.push(`${right(w.id, 4)} ${right(w.pid ?? '-', 7)} ${left(state, 12)} ${right(w.active, 6)}` +
+    lines.push(`${right(w.id, 4)} ${right(w.pid ?? '-', 7)} ${left(state, 12)} ${right(w.active ?? '-', 6)}` +
       ` ${right(rate(w.accepted, b?.accepted, dt), 6)} ${right(seconds(recentP99(w.handoff, b?.handoff, stats.handoffBounds)), 9)}` +
       ` ${right(seconds(w.eventLoopLag), 8)} ${right(bytes(w.rss), 6)} ${right(rate(w.cpu, b?.cpu, dt / 100, 1), 5)}` +
       ` ${right(w.restarts, 7)}`);
