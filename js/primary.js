@@ -157,7 +157,7 @@ function serveMetrics(address) {
   if (metricsServer !== null) metricsServer.close();
   metricsServer = address === undefined ? null
     : require('./metrics-server').serve(settingsSpec.parseAddress(`${address}`), cluster, probes,
-                                        (err) => cluster.emit('error', err));
+                                        (err) => cluster.emit('error', err), () => cluster.settings.metricsToken);
 }
 
 // Opens the control socket once, if the `control` setting names one.

@@ -1,7 +1,8 @@
 'use strict';
 // `rs-cluster top <[host:]port>`: a live view of a running cluster's
 // /stats (the metrics endpoint), redrawn in place every second on the
-// terminal's alternate screen. Rates (accepted/s, CPU%) and the hand-off
+// terminal's alternate screen (with the token in RS_CLUSTER_METRICS_TOKEN
+// if the endpoint asks one). Rates (accepted/s, CPU%) and the hand-off
 // p99 are over the last refresh. q or Ctrl-C quits and leaves the terminal
 // as it was. Without a terminal it prints one frame and exits.
 
@@ -20,7 +21,10 @@ const LEAVE = `${ESC}?25h${ESC}?1049l`;
 
 function fetchStats({ host, port }) {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host, port, path: '/stats', agent: false, timeout: TIMEOUT_MS }, (res) => {
+    // An endpoint with a token asks for it (js/metrics-server.js).
+    const token = process.env.RS_CLUSTER_METRICS_TOKEN;
+    const headers = token ? { Authorization: `Bearer ${token}` } : {};
+    const req = http.get({ host, port, path: '/stats', headers, agent: false, timeout: TIMEOUT_MS }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk) => { body += chunk; });
