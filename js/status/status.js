@@ -439,7 +439,7 @@
     if (s === null) return;
     const { ctx, w, h } = s;
     const left = 52;
-    const top = 14;
+    const top = 24;
     const bottom = h - 16;
     const yMax = niceMax(Math.max(0, ...series.flatMap((se) => se.points.map(([, v]) => v ?? 0))));
     /** @param {number} t */
@@ -467,7 +467,12 @@
     for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) {
       ctx.fillText(step < 60000 ? time(t) : time(t).slice(0, 5), x(t), bottom + 4);
     }
+    // Glyphs of events close in time stack, not overlap.
+    /** @type {number[]} */
+    const placed = [];
     for (const { t, m: [glyph, key] } of marks) {
+      const row = placed.filter((px) => Math.abs(px - x(t)) < 9).length;
+      placed.push(x(t));
       ctx.strokeStyle = colors.mark[key];
       ctx.fillStyle = colors.mark[key];
       ctx.setLineDash([3, 3]);
@@ -477,7 +482,7 @@
       ctx.stroke();
       ctx.setLineDash([]);
       ctx.font = 'bold 10px system-ui, sans-serif';
-      ctx.fillText(glyph, x(t), 1);
+      ctx.fillText(glyph, x(t), 1 + row * 11);
       ctx.font = '10px system-ui, sans-serif';
     }
     ctx.lineWidth = 1.5;
