@@ -7,12 +7,13 @@
 // reason) come from successive answers' counters: the primary keeps no state
 // for the page, and while no page is open it does nothing for one. The last
 // 5 minutes stay in this tab's memory. Every value goes into the page as
-// text, never as markup. An answer that is not /stats, or none within 2 s,
+// text, never as markup. An answer that is not /stats, or none within 1.5 s,
 // shows as "not answering since …", and polling goes on.
 {
   const view = /** @type {typeof import('./view')} */ (/** @type {any} */ (globalThis).rsClusterView);
   const POLL_MS = 1000;
-  const TIMEOUT_MS = 2000;
+  // A primary that takes longer is stuck: one stopped for 3 s shows as such.
+  const TIMEOUT_MS = 1500;
   const HISTORY_MS = 5 * 60 * 1000;
   // Points further apart than this were not read in between: the line breaks.
   const GAP_MS = 2500;
