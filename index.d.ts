@@ -189,11 +189,18 @@ declare module "cluster" {
          */
         control?: string | undefined;
         /**
-         * Serve GET /metrics (Prometheus text) and GET /stats (JSON) from the primary at `[host:]port`
+         * Serve GET /metrics (Prometheus text), GET /stats (JSON), the status page GET / and the probes GET /healthz
+         * and /readyz from the primary at `[host:]port`
          * (host default 127.0.0.1) or a port number (RS_CLUSTER_METRICS). A listen error such as
          * EADDRINUSE is the cluster's 'error'.
          */
         metrics?: string | number | undefined;
+        /**
+         * With `metrics`: GET /stats and /metrics answer only requests with `Authorization: Bearer <token>`
+         * (401 otherwise); the probes and the status page's own files stay open (RS_CLUSTER_METRICS_TOKEN).
+         * 1 to 1024 visible ASCII characters.
+         */
+        metricsToken?: string | undefined;
     }
     interface Cluster {
         /**

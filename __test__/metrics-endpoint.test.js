@@ -127,7 +127,7 @@ test('routes: /metrics and /stats answer GET and HEAD, anything else 404 or 405;
   try {
     await app.waitFor('ready');
     assert.strictEqual((await get(metricsPort, { path: '/nothing' })).status, 404);
-    assert.strictEqual((await get(metricsPort, { path: '/' })).status, 404);
+    assert.strictEqual((await get(metricsPort, { path: '/index.html' })).status, 404);
     const head = await new Promise((resolve, reject) => {
       http.request({ host: '127.0.0.1', port: metricsPort, path: '/stats', method: 'HEAD', agent: false }, resolve)
         .on('error', reject).end();

@@ -10,9 +10,15 @@
 // rs-cluster, paired. With --syscalls, each side's system calls per request
 // are counted afterwards, in a window of their own (tracing costs CPU).
 //
+// A side may also open the metrics endpoint (`rs:rr+metrics`: nobody
+// reads it), with the status page open in headless Chromium (`+page`), or
+// with /stats read every second over one keep-alive connection, as the page
+// does, by the bench itself (`+poll`): what a page open costs the primary.
+//
 //   node bench/paired.js [--a rs:rr] [--b node:none] [--rounds 10] [--duration 3] [--syscalls]
 
 const path = require('node:path');
+const http = require('node:http');
 const tracker = require('./lib/tracker');
 const syscalls = require('./lib/syscalls');
 const loaders = require('./lib/loaders');
@@ -23,6 +29,7 @@ const { parseCli } = require('../scripts/lib/cli');
 const ROOT = path.resolve(__dirname, '..');
 const APP = path.join(__dirname, 'app.js');
 const USAGE = 'usage: npm run bench:paired -- [--a rs:rr] [--b node:none] [--rounds N] [--duration S] [--connections N] [--syscalls]';
+const WATCHERS = ['metrics', 'page', 'poll'];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const median = (v) => {
   const s = [...v].sort((x, y) => x - y);
@@ -33,8 +40,10 @@ const median = (v) => {
 const { values, fail, number } = parseCli({
   name: 'bench:paired',
   usage: USAGE,
-  help: `${USAGE}\n  --a, --b        impl:policy[:placement][@checkout], impl rs or node, policy rr or none (default rs:rr,\n` +
-    '                  node:none); placement kernel or primary (rs); @checkout: rs-cluster as built in that directory\n' +
+  help: `${USAGE}\n  --a, --b        impl:policy[:placement][@checkout][+watch], impl rs or node, policy rr or none (default\n` +
+    '                  rs:rr, node:none); placement kernel or primary (rs); @checkout: rs-cluster as built in that\n' +
+    '                  directory; +metrics: the metrics endpoint on, +page: and the status page open in Chromium,\n' +
+    '                  +poll: and /stats read every second (rs)\n' +
     '  --rounds N      paired rounds (default 10)\n  --duration S    seconds of wrk per side and round (default 3)\n' +
     '  --connections N wrk connections (default 64)\n  --syscalls      then count each side\'s system calls per request (perf)',
   options: {
@@ -47,13 +56,15 @@ const { values, fail, number } = parseCli({
   },
 });
 const side = (spec) => {
-  const [triple, checkout] = spec.split('@');
+  const [base, watch] = spec.split('+');
+  if (watch !== undefined && (!WATCHERS.includes(watch) || !base.startsWith('rs:'))) fail(`+${watch}: an rs side's +metrics, +page or +poll`);
+  const [triple, checkout] = base.split('@');
   const [impl, policy, placement] = triple.split(':');
   if (!['rs', 'node'].includes(impl) || !['rr', 'none'].includes(policy)) fail(`not impl:policy[:placement][@checkout]: ${spec}`);
   if ((checkout !== undefined || placement !== undefined) && impl !== 'rs') fail(`only an rs side has a checkout or a placement: ${spec}`);
   if (placement !== undefined && !['kernel', 'primary'].includes(placement)) fail(`placement kernel or primary: ${spec}`);
   const root = checkout === undefined ? ROOT : path.resolve(checkout);
-  return { impl, policy, placement, name: spec, register: path.join(root, 'js', 'register.js') };
+  return { impl, policy, placement, watch, name: spec, register: path.join(root, 'js', 'register.js') };
 };
 const sides = [side(values.a), side(values.b)];
 const rounds = number('rounds', { def: 10 });
@@ -68,11 +79,31 @@ async function load(port, seconds) {
   return r.requests;
 }
 
+let browser = null; // Chromium, for the +page sides
+
+// Starts what watches side `s`'s metrics endpoint, as asked.
+async function watch(s) {
+  if (s.watch === 'page') {
+    browser ??= await require('../scripts/lib/chromium').launch();
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await page.goto(`http://127.0.0.1:${s.metricsPort}/`);
+    await page.waitForSelector('#conn[data-state="live"]', { timeout: 10000 });
+  } else if (s.watch === 'poll') {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    setInterval(() => {
+      http.get({ host: '127.0.0.1', port: s.metricsPort, path: '/stats', agent, timeout: 2000 }, (res) => res.resume())
+        .on('error', () => {});
+    }, 1000).unref();
+  }
+}
+
 async function start(s) {
   s.port = await freePort();
+  s.metricsPort = s.watch === undefined ? undefined : await freePort();
   const args = s.impl === 'rs' ? ['-r', s.register, APP] : [APP];
   s.child = tracker.spawnTracked(process.execPath, args, {
-    env: { ...process.env, NODE_CLUSTER_SCHED_POLICY: s.policy, RS_CLUSTER_PLACEMENT: s.placement, WORKERS: '2', PORT: `${s.port}` },
+    env: { ...process.env, NODE_CLUSTER_SCHED_POLICY: s.policy, RS_CLUSTER_PLACEMENT: s.placement, WORKERS: '2', PORT: `${s.port}`,
+           RS_CLUSTER_METRICS: s.metricsPort && `127.0.0.1:${s.metricsPort}` },
     stdio: 'ignore',
   }, s.name, { tree: true });
   const until = Date.now() + 15000;
@@ -81,6 +112,7 @@ async function start(s) {
     await sleep(50);
   }
   await sleep(500);
+  await watch(s);
   await load(s.port, 2); // warm-up: JIT, caches
   s.total = [];
   s.primary = [];
@@ -121,10 +153,12 @@ async function main() {
   for (const s of sides) await start(s);
   const ratios = [];
   const rpsRatios = [];
+  const primaryRatios = [];
   for (let r = 0; r < rounds; r++) {
     for (const s of r % 2 === 0 ? sides : [...sides].reverse()) await measure(s);
     ratios.push(sides[0].total[r] / sides[1].total[r]);
     rpsRatios.push(sides[0].rps[r] / sides[1].rps[r]);
+    primaryRatios.push(sides[0].primary[r] / sides[1].primary[r]);
     process.stderr.write(`[round ${r + 1}/${rounds}] ${sides.map((s) => `${s.name} ${s.total[r].toFixed(1)} µs/req`).join(', ')}\n`);
   }
   for (const s of sides) {
@@ -134,7 +168,8 @@ async function main() {
   }
   console.log(`${sides[0].name} / ${sides[1].name}: CPU per request ${median(ratios).toFixed(3)}× (rounds ` +
               `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}×), req/s ${median(rpsRatios).toFixed(3)}× ` +
-              `(rounds ${Math.min(...rpsRatios).toFixed(2)}–${Math.max(...rpsRatios).toFixed(2)}×)`);
+              `(rounds ${Math.min(...rpsRatios).toFixed(2)}–${Math.max(...rpsRatios).toFixed(2)}×), primary CPU per request ` +
+              `${median(primaryRatios).toFixed(3)}× (rounds ${Math.min(...primaryRatios).toFixed(2)}–${Math.max(...primaryRatios).toFixed(2)}×)`);
   if (values.syscalls) {
     const perf = syscalls.probe();
     if (!perf.ok) throw new Error(`--syscalls: ${perf.note}`);
@@ -145,6 +180,7 @@ async function main() {
       console.log(`${s.name.padEnd(10)} syscalls ${c.perRequest.toFixed(2)}/req${top}`);
     }
   }
+  await browser?.close();
   tracker.killAll();
 }
 

@@ -30,6 +30,7 @@ const OPTIONS = {
   'wait-ready': { type: 'boolean' },
   'no-respawn': { type: 'boolean' },
   metrics: { type: 'string' },
+  'metrics-token': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 };
@@ -43,6 +44,7 @@ const SETTING_FLAGS = {
   placement: 'placement',
   control: 'control',
   metrics: 'metrics',
+  'metrics-token': 'metricsToken',
 };
 
 // The scheduling policies' words, from the Rust table (`policies()`), Node's
@@ -80,8 +82,11 @@ const HELP = `rs-cluster [options] <script> [script args...]   run an unchanged 
   --max-memory <MB>       replace a worker whose RSS exceeds this, gracefully (default off)
   --wait-ready            a new worker is ready when it calls process.send('ready'), not when it listens
   --no-respawn            do not replace workers that exit unexpectedly (default: respawn, with backoff)
-  --metrics <[host:]port> serve GET /metrics (Prometheus text), GET /stats (JSON) and the probes
-                          GET /healthz and /readyz from the primary; host default 127.0.0.1
+  --metrics <[host:]port> serve GET /metrics (Prometheus text), GET /stats (JSON), the status page
+                          GET / and the probes GET /healthz and /readyz from the primary; host default
+                          127.0.0.1
+  --metrics-token <token> /stats and /metrics then ask for Authorization: Bearer <token> (the page asks
+                          once); RS_CLUSTER_METRICS_TOKEN keeps it out of the process list
   -h, --help              this text
   -v, --version           rs-cluster's version
 
@@ -93,7 +98,7 @@ Signals: SIGHUP = rolling reload; SIGTERM or SIGINT = graceful stop (no new conn
 work finishes within the drain timeout, exit 0); a second SIGINT = stop now (exit 130).
 Exit status: 0 after a stop, 1 if the workers could never start or all exited with respawn off,
 2 on a usage error. Environment: RS_CLUSTER_RESPAWN, RS_CLUSTER_DRAIN_TIMEOUT, RS_CLUSTER_HANG_TIMEOUT,
-RS_CLUSTER_MAX_MEMORY, RS_CLUSTER_WAIT_READY, RS_CLUSTER_METRICS, NODE_CLUSTER_SCHED_POLICY, RS_CLUSTER_STICKY_KEY, RS_CLUSTER_PLACEMENT
+RS_CLUSTER_MAX_MEMORY, RS_CLUSTER_WAIT_READY, RS_CLUSTER_METRICS, RS_CLUSTER_METRICS_TOKEN, NODE_CLUSTER_SCHED_POLICY, RS_CLUSTER_STICKY_KEY, RS_CLUSTER_PLACEMENT
 (flags win).
 `;
 
@@ -166,10 +171,15 @@ function parseCommandLine(argv) {
   if (values['no-respawn']) flags.respawn = false;
   if (values['wait-ready']) flags.waitReady = true;
   if (values.takeover === '') throw new UsageError('--takeover takes the control socket path of the primary to replace');
+  /** @type {import('node:cluster').ClusterSettings} */
+  const all = { ...DEFAULTS, ...settings.fromEnv(), ...flags };
+  if (flags.metricsToken !== undefined && all.metrics === undefined) {
+    throw new UsageError('--metrics-token guards the metrics endpoint: it needs --metrics (or RS_CLUSTER_METRICS)');
+  }
   return {
     workers: parseWorkers(values.workers),
     policy: values.policy,
-    settings: { ...DEFAULTS, ...settings.fromEnv(), ...flags },
+    settings: all,
     exec: resolveScript(script),
     args,
     takeover: values.takeover,

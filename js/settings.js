@@ -78,6 +78,8 @@ const SETTINGS = {
   control: { type: 'path', env: 'RS_CLUSTER_CONTROL' },
   // The metrics endpoint (js/metrics-server.js): '[host:]port' or a port number.
   metrics: { type: 'address', env: 'RS_CLUSTER_METRICS' },
+  // What the endpoint's data paths ask in `Authorization: Bearer <token>`.
+  metricsToken: { type: 'token', env: 'RS_CLUSTER_METRICS_TOKEN' },
 };
 
 const EXPECTED = {
@@ -88,7 +90,16 @@ const EXPECTED = {
   placement: "'kernel' or 'primary'",
   path: 'a path for a unix socket',
   address: '[host:]port with a port from 1 to 65535 (an IPv6 host in brackets)',
+  token: '1 to 1024 visible ASCII characters (no spaces), as a Bearer token is sent',
 };
+
+// What a header carries as one Bearer token.
+const TOKEN = /^[\x21-\x7e]{1,1024}$/;
+
+// A bad token is a secret all the same: the error does not show it.
+function badToken(what, text) {
+  return invalidValue(what, EXPECTED.token, `<${text.length} characters>`);
+}
 
 // The Rust primary parses sticky keys; ask it rather than parse twice.
 function validStickyKey(text) {
@@ -124,6 +135,11 @@ function validateValue(name, type, value) {
   if (type === 'path') {
     if (typeof value !== 'string') throw invalidArgType(name, 'string', value);
     if (value === '' || value.includes('\0')) throw invalidValue(name, EXPECTED.path, value);
+    return;
+  }
+  if (type === 'token') {
+    if (typeof value !== 'string') throw invalidArgType(name, 'string', value);
+    if (!TOKEN.test(value)) throw badToken(name, value);
     return;
   }
   if (type === 'placement') {
@@ -169,6 +185,9 @@ function parseText(key, text, what) {
     if (!text.includes('\0')) return text;
   } else if (type === 'address') {
     if (parseAddress(text) !== null) return text;
+  } else if (type === 'token') {
+    if (TOKEN.test(text)) return text;
+    throw badToken(what, text);
   } else if (/^\d{1,10}$/.test(text) && Number(text) <= MAX) {
     return Number(text);
   }

@@ -6,6 +6,7 @@
 // reloads are counted here by the supervisor, which does them.
 
 const { processInfo } = require('./procinfo');
+const { quantile } = require('./status/view');
 
 const NS = 1e9;
 
@@ -58,25 +59,6 @@ function readReactor(reactor) {
     throw Object.assign(new Error('rs-cluster: the primary\'s reactor did not answer for stats within 1 s'), { code: 'ETIMEDOUT' });
   }
   return raw;
-}
-
-// The value below which a fraction `q` of the observations fall, assuming
-// they spread evenly within their bucket (as Prometheus' histogram_quantile);
-// null with no observations. `counts` are per bucket, the last one +Inf.
-function quantile(q, bounds, counts, total) {
-  if (total === 0) return null;
-  const rank = q * total;
-  let below = 0;
-  for (let i = 0; i < counts.length; i++) {
-    if (below + counts[i] >= rank && counts[i] > 0) {
-      if (i >= bounds.length) return bounds[bounds.length - 1] ?? null;
-      const lower = i === 0 ? 0 : bounds[i - 1];
-      // To the nanosecond, the histogram's own resolution.
-      return Math.round((lower + (bounds[i] - lower) * ((rank - below) / counts[i])) * NS) / NS;
-    }
-    below += counts[i];
-  }
-  return bounds[bounds.length - 1] ?? null;
 }
 
 // A hand-off histogram in seconds: quantiles, count, sum, and the buckets

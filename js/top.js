@@ -1,13 +1,14 @@
 'use strict';
 // `rs-cluster top <[host:]port>`: a live view of a running cluster's
 // /stats (the metrics endpoint), redrawn in place every second on the
-// terminal's alternate screen. Rates (accepted/s, CPU%) and the hand-off
+// terminal's alternate screen (with the token in RS_CLUSTER_METRICS_TOKEN
+// if the endpoint asks one). Rates (accepted/s, CPU%) and the hand-off
 // p99 are over the last refresh. q or Ctrl-C quits and leaves the terminal
 // as it was. Without a terminal it prints one frame and exits.
 
 const http = require('node:http');
 const { parseAddress } = require('./settings');
-const { quantile } = require('./stats');
+const { recentQuantile, seconds, bytes, clock } = require('./status/view');
 const { formatAddress } = require('./address');
 
 const USAGE = 'usage: rs-cluster top <[host:]port>   live view of a cluster\'s metrics endpoint (q quits)';
@@ -20,7 +21,10 @@ const LEAVE = `${ESC}?25h${ESC}?1049l`;
 
 function fetchStats({ host, port }) {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host, port, path: '/stats', agent: false, timeout: TIMEOUT_MS }, (res) => {
+    // An endpoint with a token asks for it (js/metrics-server.js).
+    const token = process.env.RS_CLUSTER_METRICS_TOKEN;
+    const headers = token ? { Authorization: `Bearer ${token}` } : {};
+    const req = http.get({ host, port, path: '/stats', headers, agent: false, timeout: TIMEOUT_MS }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk) => { body += chunk; });
@@ -38,24 +42,6 @@ function fetchStats({ host, port }) {
   });
 }
 
-function seconds(s) {
-  if (s == null) return '-';
-  if (s < 0.001) return `${Math.round(s * 1e6)}us`;
-  if (s < 1) return `${(s * 1e3).toFixed(1)}ms`;
-  return `${s.toFixed(2)}s`;
-}
-
-function bytes(b) {
-  if (b == null) return '-';
-  return b >= 10 * 2 ** 30 ? `${(b / 2 ** 30).toFixed(1)}G` : `${(b / 2 ** 20).toFixed(1)}M`;
-}
-
-function clock(s) {
-  const t = Math.floor(s);
-  const mm = String(Math.floor(t / 60) % 60).padStart(2, '0');
-  return `${Math.floor(t / 3600)}:${mm}:${String(t % 60).padStart(2, '0')}`;
-}
-
 const right = (value, width) => `${value}`.padStart(width);
 const left = (value, width) => `${value}`.padEnd(width);
 
@@ -63,15 +49,6 @@ const left = (value, width) => `${value}`.padEnd(width);
 // over dt / 100, a percentage (CPU seconds per second, as CPU%).
 function rate(now, before, dt, digits = 0) {
   return before == null || now == null || dt <= 0 ? '-' : ((now - before) / dt).toFixed(digits);
-}
-
-// p99 of the hand-offs since `before` (cumulative buckets), else overall;
-// null without them (a primary without the addon).
-function recentP99(h, before, bounds) {
-  if (h === null) return null;
-  if (before == null) return h.p99;
-  const counts = h.buckets.map((c, i) => c - (before.buckets[i] ?? 0) - (h.buckets[i - 1] ?? 0) + (before.buckets[i - 1] ?? 0));
-  return quantile(0.99, bounds, counts, h.count - before.count);
 }
 
 // The screen for `stats`, with rates against `prev`: its lines (the last
@@ -92,7 +69,7 @@ function frame(stats, prev, target, rows, status) {
       `  ${stats.routing.policy}${stats.routing.sticky ? `:${stats.routing.sticky}` : ''}` +
       `  ${new Date(stats.time).toTimeString().slice(0, 8)}`,
     `workers ${t.workers}  active ${t.active ?? '-'}  accepted ${t.accepted ?? '-'} (${rate(t.accepted, prev?.totals.accepted, dt)}/s)` +
-      `  hand-off p99 ${seconds(recentP99(t.handoff, prev?.totals.handoff, stats.handoffBounds))}`,
+      `  hand-off p99 ${seconds(recentQuantile(0.99, t.handoff, prev?.totals.handoff, stats.handoffBounds))}`,
     `restarts: crash ${stats.restarts.crash} hang ${stats.restarts.hang} memory ${stats.restarts.memory}` +
       ` reload ${stats.restarts.reload}  reloads ${stats.reloads}  rerouted ${stats.rerouted === null ? '-' : Object.values(stats.rerouted).reduce((a, b) => a + b, 0)}`,
     '',
@@ -107,7 +84,7 @@ function frame(stats, prev, target, rows, status) {
     const b = before.get(w.id);
     const state = w.stalled ? 'stalled' : w.state;
     lines.push(`${right(w.id, 4)} ${right(w.pid ?? '-', 7)} ${left(state, 12)} ${right(w.active ?? '-', 6)}` +
-      ` ${right(rate(w.accepted, b?.accepted, dt), 6)} ${right(seconds(recentP99(w.handoff, b?.handoff, stats.handoffBounds)), 9)}` +
+      ` ${right(rate(w.accepted, b?.accepted, dt), 6)} ${right(seconds(recentQuantile(0.99, w.handoff, b?.handoff, stats.handoffBounds)), 9)}` +
       ` ${right(seconds(w.eventLoopLag), 8)} ${right(bytes(w.rss), 6)} ${right(rate(w.cpu, b?.cpu, dt / 100, 1), 5)}` +
       ` ${right(w.restarts, 7)}`);
   }
