@@ -75,5 +75,9 @@ test('no .node in the package: node:cluster with one warning; hello world and th
     if (name === 'rs') assert.strictEqual((h.rawStderr.match(/RS_CLUSTER_FALLBACK/g) ?? []).length, 1, h.rawStderr);
   }
   t.diagnostic(`failed requests during two reloads: rs-cluster without a binary ${failures.rs}, node:cluster ${failures.node}`);
-  assert.ok(failures.rs <= failures.node, `rs-cluster failed ${failures.rs} requests, node:cluster ${failures.node}`);
+  // Both are node:cluster's round-robin, whose losses at a reload are few and
+  // random: no more than node:cluster's count, within three of its standard
+  // deviations (as a Poisson count).
+  assert.ok(failures.rs <= failures.node + 3 * Math.sqrt(failures.node + 1),
+            `rs-cluster failed ${failures.rs} requests, node:cluster ${failures.node}`);
 });

