@@ -70,6 +70,7 @@ const ALLOWED = [
   /^[^/]+\.d\.ts$/, // index.d.ts, register.d.ts, binding.d.ts
   /^binding\.js$/,
   /^js\/[^/]+\.(js|mjs|cjs|d\.ts|d\.mts)$/,
+  /^js\/status\/[^/]+\.(html|css|js)$/, // the status page
   /^bin\/rs-cluster\.js$/,
 ];
 const REQUIRED = ['package.json', 'README.md', 'LICENSE', 'CHANGELOG.md', 'index.d.ts', 'binding.js'];
