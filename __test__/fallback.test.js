@@ -5,6 +5,8 @@
 
 const test = require('node:test');
 const assert = require('node:assert');
+const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
 const { startCluster, get, ROOT, FALLBACK } = require('./helpers');
@@ -109,7 +111,7 @@ test('the command with RS_CLUSTER_NATIVE=0: serves, reloads on SIGHUP, stops on 
   }
 });
 
-test('with the addon, rs-cluster loads none of the fallback\'s files; cluster.native is true on both sides', { timeout: 20000, skip: FALLBACK && 'the native path' }, () => {
+test('with the addon, rs-cluster loads none of the fallback\'s files; cluster.native is true in the primary and its workers', { timeout: 20000, skip: FALLBACK && 'the native path' }, (t) => {
   const script = `
     const cluster = require(${JSON.stringify(path.join(ROOT, 'js', 'index.js'))});
     const ours = Object.keys(require.cache).filter((f) => f.includes(${JSON.stringify(path.join(ROOT, 'js'))}));
@@ -117,4 +119,17 @@ test('with the addon, rs-cluster loads none of the fallback\'s files; cluster.na
   const run = (env) => JSON.parse(execFileSync(process.execPath, ['-e', script], { env: { ...process.env, ...env }, encoding: 'utf8' }));
   assert.deepStrictEqual(run({ RS_CLUSTER_NATIVE: '1' }), { native: true, fallback: [] });
   assert.deepStrictEqual(run({ RS_CLUSTER_NATIVE: '' }), { native: true, fallback: [] });
+  // A worker the native primary forked stays its worker, whatever its env says.
+  const forked = `
+    const cluster = require(${JSON.stringify(path.join(ROOT, 'js', 'index.js'))});
+    if (cluster.isPrimary) cluster.fork({ RS_CLUSTER_NATIVE: '0' }).on('message', (m) => {
+      process.stdout.write(JSON.stringify(m));
+      cluster.disconnect();
+    });
+    else process.send({ native: cluster.native, id: cluster.worker.id });`;
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rs-cluster-fallback-')), 'forked.js');
+  t.after(() => fs.rmSync(path.dirname(file), { recursive: true, force: true }));
+  fs.writeFileSync(file, forked);
+  const worker = JSON.parse(execFileSync(process.execPath, [file], { encoding: 'utf8', timeout: 10000 }));
+  assert.deepStrictEqual(worker, { native: true, id: 1 });
 });

@@ -34,8 +34,10 @@ const kCluster = Symbol.for('rs-cluster');
 // Why this process runs without the native primary, or null if it has it.
 function withoutNative() {
   const switched = process.env[NATIVE_ENV];
+  // A worker of the native primary is one whatever its own environment says.
+  if (process.env[WORKER_ENV] !== undefined) return null;
   // A worker node:cluster forked: its primary ran without the addon.
-  if (process.env.NODE_UNIQUE_ID !== undefined && process.env[WORKER_ENV] === undefined) return { worker: true };
+  if (process.env.NODE_UNIQUE_ID !== undefined) return { worker: true };
   if (switched === '0' || switched === 'false') return { switch: true };
   if (switched !== undefined && !['', '1', 'true'].includes(switched)) {
     throw require('./errors').invalidValue(`The environment variable ${NATIVE_ENV}`, '0 or false (run as node:cluster), 1 or true', switched);
