@@ -18,6 +18,7 @@ const http = require('node:http');
 const { sleep } = require('./fixtures/faults-lib');
 const { startMetricsApp } = require('./metrics-helpers');
 const { churn } = require('../scripts/lib/net');
+const { FALLBACK } = require('./helpers');
 const chromium = require('../scripts/lib/chromium');
 
 const why = chromium.missing();
@@ -81,6 +82,8 @@ test('under load: a row per worker, a reload, a crash, a stopped primary; screen
       const shown = await rowPids(page);
       return JSON.stringify(shown) === JSON.stringify(livePids(app)) || shown;
     }, 3000);
+    // It says so when the counters are unknown (no native primary).
+    assert.strictEqual(await page.isVisible('#no-native'), FALLBACK);
 
     // The README's screenshot: a few seconds of load drawn.
     await sleep(12000);

@@ -208,6 +208,7 @@
     $('s-workers').classList.toggle('alert', listening < s.workers.length);
     $('s-rps').textContent = num(last.rps);
     $('s-active').textContent = `${t.active ?? '-'} / ${t.pending ?? '-'}`;
+    $('no-native').hidden = s.rerouted !== null;
     $('s-p99').textContent = view.seconds(last.p99);
     const r = s.restarts;
     $('s-restarts').textContent = `${r.crash + r.hang + r.memory + r.reload}`;
@@ -396,10 +397,11 @@
     return { ctx, w, h };
   }
 
-  // 1, 2 or 5 × 10^k, at least `v`: the top of a chart's scale.
+  // 1, 2 or 5 × 10^k, at least `v`: the top of a chart's scale (2 with
+  // nothing to show, so that its middle label is a whole number).
   /** @param {number} v */
   function niceMax(v) {
-    if (!(v > 0)) return 1;
+    if (!(v > 0)) return 2;
     const k = 10 ** Math.floor(Math.log10(v));
     return [1, 2, 5, 10].map((m) => m * k).find((m) => m >= v) ?? 10 * k;
   }
