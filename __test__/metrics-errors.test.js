@@ -100,3 +100,25 @@ test('the command: --metrics at a port in use stops the cluster with exit status
     await h.stop();
   }
 });
+
+test('a page file that cannot be read (out of fds) is a 503, and the endpoint goes on', { timeout: 10000 }, async (t) => {
+  const fs = require('node:fs');
+  const { get } = require('./helpers');
+  const { serve } = require('../js/metrics-server');
+  const none = () => null;
+  const port = await freePort();
+  const server = serve({ host: '127.0.0.1', port }, { stats: () => ({}) }, { health: none, ready: none }, assert.ifError, () => undefined);
+  t.after(() => server.close());
+  await new Promise((resolve) => server.once('listening', resolve));
+  const read = fs.readFileSync;
+  fs.readFileSync = () => { throw Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' }); };
+  let failed;
+  try {
+    failed = await get(port, { path: '/status.css' });
+  } finally {
+    fs.readFileSync = read;
+  }
+  assert.deepStrictEqual([failed.status, failed.body], [503, 'EMFILE: too many open files\n']);
+  assert.strictEqual((await get(port, { path: '/status.css' })).status, 200);
+  assert.strictEqual((await get(port, { path: '/stats' })).status, 200);
+});

@@ -125,13 +125,14 @@ function serve({ host, port }, cluster, probes, onError, token) {
       res.setHeader('Allow', 'GET, HEAD');
       return reply(res, 405, TEXT, 'method not allowed\n');
     }
-    if (file !== undefined) return reply(res, 200, file[1], pageFile(file[0]), head, PAGE_HEADERS);
     let body;
     try {
-      body = route[1]();
+      // A page file not read yet may fail to be (out of fds): a 503, never a throw out of the primary.
+      body = file !== undefined ? pageFile(file[0]) : route[1]();
     } catch (err) {
       return reply(res, 503, TEXT, `${err.message}\n`, head);
     }
+    if (file !== undefined) return reply(res, 200, file[1], body, head, PAGE_HEADERS);
     reply(res, 200, route[0], body, head);
   });
   // Prometheus keeps its connection open between scrapes, the page too.
