@@ -113,6 +113,21 @@ test('--takeover under load: no failed request, every pid replaced, then SIGUSR2
   assert.ok([...served].every((p) => third.workers.some((w) => w.pid === p)), 'only the third primary\'s workers serve');
 });
 
+test('a control path set by RS_CLUSTER_CONTROL: the new primary takes it only once the old one lets go', { timeout: 60000 }, async (t) => {
+  const socket = path.join(tmpDir(t), 'ctl.sock');
+  const env = { PORT: `${await freePort()}`, HOST: '127.0.0.1', RS_CLUSTER_CONTROL: socket };
+  const old = command(['-w', '1', 'systemd-app.js'], { env });
+  t.after(() => old.stop());
+  await listening(old, 1);
+  const next = command(['-w', '1', '--takeover', socket, 'systemd-app.js'], { env });
+  t.after(() => next.stop());
+  assert.strictEqual((await old.waitExit(30000)).code, 0, old.stderr);
+  await waitForLog(next, /took over from the primary at/);
+  await new Promise((r) => setTimeout(r, 300));
+  const after = await status(socket);
+  assert.strictEqual(after?.primary.pid, next.child.pid, next.stderr);
+});
+
 test('--takeover to a path where nobody answers: a one-line reason, exit 2', { timeout: 20000 }, async (t) => {
   const c = command(['-w', '1', '--takeover', path.join(tmpDir(t), 'nobody.sock'), 'systemd-app.js'], { env: { PORT: '0' } });
   try {

@@ -272,19 +272,22 @@ function run({ workers, policy, settings: clusterSettings, exec, args, takeover,
   // make a second handler.
   delete process.env.RS_CLUSTER_RELOAD_SIGNAL;
   const cluster = require('./index.js');
+  // What needs the native primary, asked of a cluster without it: one line, exit 2.
+  const refused = (ask) => {
+    try {
+      ask();
+      return false;
+    } catch (err) {
+      if (err.code !== 'ERR_RS_CLUSTER_NATIVE_REQUIRED') throw err;
+      log(err.message);
+      process.exitCode = 2;
+      return true;
+    }
+  };
+  if (!cluster.native && refused(() => refuseWithoutNative(takeover))) return;
   const control = require('./control');
   // The command, not an app's own primary, takes systemd's sockets.
   require('./systemd').useListenFds();
-  try {
-    if (!cluster.native) refuseWithoutNative(takeover);
-    if (policy !== undefined) cluster.schedulingPolicy = cluster[`SCHED_${policy.toUpperCase()}`];
-    cluster.setupPrimary({ exec, args, ...clusterSettings });
-  } catch (err) {
-    if (err.code !== 'ERR_RS_CLUSTER_NATIVE_REQUIRED') throw err;
-    log(err.message);
-    process.exitCode = 2;
-    return;
-  }
   if (takeover !== undefined) {
     // The control path is the old primary's until it is told to stop.
     delete process.env.RS_CLUSTER_CONTROL;
@@ -297,6 +300,10 @@ function run({ workers, policy, settings: clusterSettings, exec, args, takeover,
       return;
     }
   }
+  if (refused(() => {
+    if (policy !== undefined) cluster.schedulingPolicy = cluster[`SCHED_${policy.toUpperCase()}`];
+    cluster.setupPrimary({ exec, args, ...clusterSettings });
+  })) return;
 
   const live = new Map(); // worker -> fork time
   const addresses = new Set();
