@@ -84,82 +84,88 @@ function stateOf(worker, routing) {
   return worker.state;
 }
 
-// What a primary without the Rust reactor knows (js/fallback-primary.js):
-// its live workers, no counters.
+// What the primary's side knows of a worker, for `stateOf` and `processInfo`.
+function known(w) {
+  const worker = live.get(w.id);
+  const pid = worker === undefined ? null : worker.process.pid;
+  const info = pid == null ? null : processInfo(pid);
+  return {
+    own: { id: w.id, pid, state: stateOf(worker, w.routing) },
+    proc: { rss: info?.rss ?? null, cpu: info?.cpu ?? null, restarts: (worker && restartsOf.get(worker)) ?? 0 },
+  };
+}
+
+// The reactor's counters per worker and for the cluster.
+/** @param {import('../binding').ReactorStats} raw */
+function counted(raw) {
+  const bounds = raw.handoffBoundsNs.map((ns) => ns / NS);
+  const counts = [...raw.retired.handoff];
+  let sumNs = raw.retired.handoffSumNs;
+  const sums = { accepted: raw.retired.accepted, active: 0, pending: 0 };
+  const workers = raw.workers.map((w) => {
+    const { own, proc } = known(w);
+    w.handoff.forEach((c, i) => { counts[i] = (counts[i] ?? 0) + c; });
+    sumNs += w.handoffSumNs;
+    sums.accepted += w.accepted;
+    sums.active += w.active;
+    sums.pending += w.pending;
+    return {
+      ...own,
+      stalled: w.stalled,
+      accepted: w.accepted,
+      active: w.active,
+      pending: w.pending,
+      rerouted: w.rerouted,
+      refused: w.refused,
+      handoff: histogram(bounds, w.handoff, w.handoffSumNs),
+      eventLoopLag: w.lagNs / NS,
+      ...proc,
+    };
+  });
+  return { workers, listeners: raw.listeners, rerouted: raw.rerouted, sums, handoff: histogram(bounds, counts, sumNs), bounds };
+}
+
+// A primary without the Rust reactor (js/fallback-primary.js): its live
+// workers, and null where the reactor would have counted.
 function uncounted() {
-  return [...live.values()].map((w) => ({ id: w.id, routing: w.isConnected() && !w.exitedAfterDisconnect }));
+  const workers = [...live.values()].map((worker) => {
+    const { own, proc } = known({ id: worker.id, routing: worker.isConnected() && !worker.exitedAfterDisconnect });
+    return { ...own, stalled: null, accepted: null, active: null, pending: null, rerouted: null, refused: null,
+             handoff: null, eventLoopLag: null, ...proc };
+  });
+  return { workers, listeners: [], rerouted: null, sums: { accepted: null, active: null, pending: null }, handoff: null, bounds: [] };
 }
 
 // `raw`: the reactor's counters (readReactor), or null for a primary without
-// it, whose connection fields are then null. `routing`: { policy: 'rr' |
-// 'none' | 'least' | 'sticky' | 'random', sticky: key or null }. The shape
-// is index.d.ts's `Stats`, checked against it by tsc and at run time by
-// __test__/metrics-schema.test.js.
+// it. `routing`: { policy: 'rr' | 'none' | 'least' | 'sticky' | 'random',
+// sticky: key or null }. The shape is index.d.ts's `Stats`, checked against
+// it by tsc and at run time by __test__/metrics-schema.test.js.
 /**
  * @param {import('../binding').ReactorStats | null} raw
  * @param {import('../index').Stats['routing']} routing
  * @returns {import('../index').Stats}
  */
 function snapshot(raw, routing) {
-  const bounds = raw === null ? [] : raw.handoffBoundsNs.map((ns) => ns / NS);
-  const clusterCounts = raw === null ? [] : [...raw.retired.handoff];
-  let clusterSumNs = raw === null ? 0 : raw.retired.handoffSumNs;
-  const totals = { workers: 0, accepted: raw === null ? 0 : raw.retired.accepted, active: 0, pending: 0, rss: 0, cpu: 0 };
-  // What the primary's side knows of a worker: id, pid, state, process figures.
-  const known = (/** @type {{ id: number, routing: boolean }} */ w) => {
-    const worker = live.get(w.id);
-    const pid = worker === undefined ? null : worker.process.pid;
-    const info = pid == null ? null : processInfo(pid);
-    totals.workers++;
-    totals.rss += info?.rss ?? 0;
-    totals.cpu += info?.cpu ?? 0;
-    return {
-      own: { id: w.id, pid, state: stateOf(worker, w.routing) },
-      proc: { rss: info?.rss ?? null, cpu: info?.cpu ?? null, restarts: (worker && restartsOf.get(worker)) ?? 0 },
-    };
-  };
-  /** @type {import('../index').Stats['workers']} */
-  const workers = raw === null
-    ? uncounted().map((w) => {
-      const { own, proc } = known(w);
-      return { ...own, stalled: null, accepted: null, active: null, pending: null, rerouted: null, refused: null,
-               handoff: null, eventLoopLag: null, ...proc };
-    })
-    : raw.workers.map((w) => {
-      const { own, proc } = known(w);
-      w.handoff.forEach((c, i) => { clusterCounts[i] = (clusterCounts[i] ?? 0) + c; });
-      clusterSumNs += w.handoffSumNs;
-      totals.accepted += w.accepted;
-      totals.active += w.active;
-      totals.pending += w.pending;
-      return {
-        ...own,
-        stalled: w.stalled,
-        accepted: w.accepted,
-        active: w.active,
-        pending: w.pending,
-        rerouted: w.rerouted,
-        refused: w.refused,
-        handoff: histogram(bounds, w.handoff, w.handoffSumNs),
-        eventLoopLag: w.lagNs / NS,
-        ...proc,
-      };
-    });
+  const c = raw === null ? uncounted() : counted(raw);
   const cpu = process.cpuUsage();
-  const counted = raw !== null;
   return {
     time: Date.now(),
     primary: { pid: process.pid, uptime: process.uptime(), rss: process.memoryUsage.rss(), cpu: (cpu.user + cpu.system) / 1e6 },
     routing,
-    workers,
-    listeners: counted ? raw.listeners : [],
-    rerouted: counted ? raw.rerouted : null,
+    workers: c.workers,
+    listeners: c.listeners,
+    rerouted: c.rerouted,
     restarts: { ...restarts },
     reloads,
-    totals: counted ? { ...totals, handoff: histogram(bounds, clusterCounts, clusterSumNs) }
-      : { ...totals, accepted: null, active: null, pending: null, handoff: null },
-    handoffBounds: bounds,
+    totals: {
+      workers: c.workers.length,
+      ...c.sums,
+      rss: c.workers.reduce((a, w) => a + (w.rss ?? 0), 0),
+      cpu: c.workers.reduce((a, w) => a + (w.cpu ?? 0), 0),
+      handoff: c.handoff,
+    },
+    handoffBounds: c.bounds,
   };
 }
 
-module.exports = { snapshot, readReactor, track, untrack, countRestart, countReload, quantile, RESTART_REASONS };
+module.exports = { snapshot, readReactor, track, untrack, countRestart, countReload, RESTART_REASONS };
