@@ -67,6 +67,8 @@ function shotsDir() {
 
 test('under load: a row per worker, a reload, a crash, a stopped primary; screenshots', { skip, timeout: 90000 }, async (t) => {
   const { app, port, metricsPort } = await startMetricsApp({ RS_CLUSTER_RESPAWN: '1', RS_CLUSTER_RELOAD_SIGNAL: 'SIGHUP' });
+  // Also if the browser cannot start: no cluster left behind.
+  t.after(() => app.stop());
   const browser = await chromium.launch();
   const load = churn(port, 4);
   try {
@@ -168,8 +170,10 @@ function proxy(prefix, metricsPort) {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, state, port: server.address().port })));
 }
 
-test('behind a proxy under an odd path prefix; answers that are not JSON for 3 s', { skip, timeout: 60000 }, async () => {
+test('behind a proxy under an odd path prefix; answers that are not JSON for 3 s', { skip, timeout: 60000 }, async (t) => {
   const { app, metricsPort } = await startMetricsApp();
+  // Also if the browser cannot start: no cluster left behind.
+  t.after(() => app.stop());
   const browser = await chromium.launch();
   const url = new URL('/ops/rs cluster%20x/<i>"\'&/', 'http://127.0.0.1:1/');
   const front = await proxy(url.pathname, metricsPort);
@@ -197,9 +201,11 @@ test('behind a proxy under an odd path prefix; answers that are not JSON for 3 s
   }
 });
 
-test('with a token: the page asks once, a wrong one is refused, the right one kept for the tab', { skip, timeout: 60000 }, async () => {
+test('with a token: the page asks once, a wrong one is refused, the right one kept for the tab', { skip, timeout: 60000 }, async (t) => {
   const token = 'a-token-for-the-test';
   const { app, metricsPort } = await startMetricsApp({ RS_CLUSTER_METRICS_TOKEN: token });
+  // Also if the browser cannot start: no cluster left behind.
+  t.after(() => app.stop());
   const browser = await chromium.launch();
   try {
     const { page, problems } = await openPage(browser);
